@@ -1,0 +1,10 @@
+"""The one error type users see: a one-line message naming the bad value and what is allowed."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """Bad user input (a config value, a path, a dataset). Its message is one line, shown as is."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))

@@ -1,0 +1,58 @@
+"""Contact sheets: a grid of class images with the class index on each tile, so a user sees what
+sigma and delta do before spending GPU hours."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from raysweep.fractal import ClassImage, FractalClasses, OnePFracClasses
+
+
+def contact_sheet(tiles: list[tuple[str, np.ndarray]], tile: int = 128, cols: int | None = None, gap: int = 2) -> Image.Image:
+    """Lay out ``(caption, gray image)`` tiles in a grid, each captioned in its top-left corner."""
+    if not tiles:
+        raise ValueError("no tiles to lay out")
+    cols = cols or int(np.ceil(np.sqrt(len(tiles))))
+    rows = int(np.ceil(len(tiles) / cols))
+    sheet = Image.new("L", (cols * tile + (cols + 1) * gap, rows * tile + (rows + 1) * gap), 60)
+    font = ImageFont.load_default(size=max(10, tile // 8))
+    for i, (caption, img) in enumerate(tiles):
+        cell = Image.fromarray(img).resize((tile, tile), Image.Resampling.BOX if img.shape[0] > tile else Image.Resampling.NEAREST)
+        draw = ImageDraw.Draw(cell)
+        box = draw.textbbox((3, 1), caption, font=font)
+        draw.rectangle((0, 0, box[2] + 3, box[3] + 2), fill=0)
+        draw.text((3, 1), caption, fill=255, font=font)
+        r, c = divmod(i, cols)
+        sheet.paste(cell, (gap + c * (tile + gap), gap + r * (tile + gap)))
+    return sheet
+
+
+def preview_tiles(source: FractalClasses, max_tiles: int = 64) -> list[tuple[str, np.ndarray]]:
+    """Tiles of the first classes (all their instances), with the 1p-frac base system first."""
+    tiles: list[tuple[str, np.ndarray]] = []
+    if isinstance(source, OnePFracClasses):
+        tiles.append(("base", source.base.image.copy()))
+    for label in range(source.num_classes):
+        for item in source.render_class(label):
+            if len(tiles) >= max_tiles:
+                return tiles
+            tiles.append((_caption(item, source.cfg.instances), item.image.copy()))
+    return tiles
+
+
+def _caption(item: ClassImage, instances: int) -> str:
+    return f"{item.label}" if instances == 1 else f"{item.label}.{item.instance}"
+
+
+def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
+    """Write a PNG atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
