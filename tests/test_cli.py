@@ -1,0 +1,70 @@
+"""The commands as users run them: real subprocesses, real files."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+
+def run(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_preview_writes_a_contact_sheet(tmp_path):
+    out = tmp_path / "grid.png"
+    proc = run("raysweep.render", "preview", "data.sigma=3.5", "data.delta=0.1", "data.L=16",
+               "data.size=128", "data.iterations=20000", f"out={out}", "tile=64", "cols=6")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == str(out)
+    with Image.open(out) as im:
+        im.verify()
+    with Image.open(out) as im:
+        arr = np.asarray(im)
+    assert im.format == "PNG"
+    # 17 tiles (base + 16 classes) in 6 columns: 3 rows of 64 px tiles with 2 px gaps
+    assert arr.shape == (3 * 64 + 4 * 2, 6 * 64 + 7 * 2)
+    lit = (arr > 0) & (arr != 60)  # 60 is the gap colour, 0 the black background
+    assert lit.mean() > 0.03  # fractal pixels are there
+
+
+def test_preview_of_fractaldb(tmp_path):
+    out = tmp_path / "fdb.png"
+    proc = run("raysweep.render", "preview", "data.source=fractaldb", "data.L=4", "data.instances=2",
+               "data.size=64", "data.pad=2", "data.iterations=10000", f"out={out}")
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(out).size[0] > 0
+
+
+def test_bad_input_is_one_line_and_no_traceback(tmp_path):
+    cases = {
+        "data.sigma=6.5": "data.sigma=6.5 is out of range; allowed: the open interval (0, 6)",
+        "data.delta=1.2": "data.delta=1.2 is out of range; allowed: the open interval (0, 1)",
+        "data.L=1": "data.L=1 is out of range; allowed: >= 2",
+        "data.n_maps=0": "data.n_maps=0 is out of range; allowed: >= 1",
+        "data.size=4": "data.size=4 is out of range; allowed: >= 8",
+        "data.iterations=0": "data.iterations=0 is out of range; allowed: >= 1",
+        "data.source=mnist": "data.source='mnist' is not allowed",
+        "data.sigmx=2": "unknown config key 'data.sigmx'; did you mean 'data.sigma'?",
+    }
+    for arg, message in cases.items():
+        proc = run("raysweep.render", "preview", arg, f"out={tmp_path / 'x.png'}")
+        assert proc.returncode == 2, arg
+        lines = proc.stderr.strip().splitlines()
+        assert lines == [f"error: {message}"] or (len(lines) == 1 and message in lines[0]), proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_unknown_command():
+    proc = run("raysweep.render", "paint")
+    assert proc.returncode == 2 and "unknown command 'paint'; choose one of: preview" in proc.stderr
+
+
+def test_bench_render_json_smoke():
+    proc = run("raysweep.bench", "render", "--json", "--seconds", "0.05", "--repeats", "1")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["images_per_second_per_core"] > 0
+    assert set(result["sizes"]) == {"512", "224", "64"}
