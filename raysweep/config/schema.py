@@ -15,6 +15,8 @@ from raysweep.config.errors import ConfigError
 
 DATA_SOURCES = ("1p-frac", "fractaldb", "ofdb", "real")
 DRAW_MODES = ("patch", "point")
+REPRESENTATIONS = ("rgb", "gray", "canny")
+WARPS = ("affine", "elastic", "polynomial")
 SCORE_DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
 SCORE_MODES = ("finetune", "linear_probe")
 
@@ -55,6 +57,10 @@ class DataConfig:
     max_redraws: int = 100  # bounded rejection sampling for too-empty images
     instances: int = 1  # images per class (the release renders one)
     seed: int = 0
+    # source=real: one real image; each class is one fixed random warp of strength delta
+    image: Optional[str] = None  # a path, s3:// or http(s):// URL, or skimage:NAME (e.g. skimage:astronaut)
+    representation: str = "gray"  # rgb | gray | canny
+    warp: str = "affine"  # affine | elastic | polynomial
 
     def __post_init__(self) -> None:
         _choice("data.source", self.source, DATA_SOURCES)
@@ -94,6 +100,15 @@ class DataConfig:
                 f"(use data.source=fractaldb for more)"
             )
         _at_least("data.seed", self.seed, 0)
+        _choice("data.representation", self.representation, REPRESENTATIONS)
+        _choice("data.warp", self.warp, WARPS)
+        if self.source == "real":
+            if not self.image:
+                raise ConfigError(
+                    "data.source=real needs data.image: a path, an s3:// or http(s):// URL, or skimage:NAME (e.g. skimage:astronaut)"
+                )
+            if self.instances != 1:
+                raise ConfigError(f"data.instances={self.instances} with data.source=real; allowed: 1 (each class is one fixed warp)")
 
 
 @dataclass

@@ -49,6 +49,11 @@ class ClassImage:
     fill: float  # fraction of nonzero pixels
     redraws: int  # rejected draws before this one was accepted
 
+    @property
+    def params(self) -> list[list[float]]:
+        """The class's parameters as stored with the image: rows [a, b, c, d, e, f, p]."""
+        return self.ifs.to_list()
+
 
 def settings_of(cfg: DataConfig) -> RenderSettings:
     return RenderSettings(size=cfg.size, pad=cfg.pad, iterations=cfg.iterations, draw=cfg.draw, gray=cfg.gray)

@@ -1,10 +1,14 @@
-"""``python -m raysweep.render preview data.sigma=3.5 data.delta=0.1 data.L=16 out=grid.png``
+"""``python -m raysweep.render {preview,dataset} key=value ...``
 
 Commands:
   preview   write a contact sheet of the classes (their index on each tile) to ``out``.
             Options: out=PATH (default preview.png), tiles=N (max tiles, default 64),
             tile=PX (tile side, default 128), cols=N (default: square grid).
-Every ``data.*`` key of the schema can be overridden (``data.source=fractaldb|ofdb`` too).
+  dataset   render the dataset through Ray Data (or reuse it) under ``storage`` (a directory or
+            s3:// URI) and print its URI as the last line. Option: actors=N (most render actors;
+            default: as many as the cluster's CPUs allow).
+Every ``data.*`` key of the schema can be overridden (``data.source=fractaldb|ofdb|real`` too;
+for ``real``: ``data.image``, ``data.representation``, ``data.warp``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import sys
 from raysweep.cli import main_guard, split_args
 from raysweep.config import ConfigError, load_config
 
-COMMANDS = ("preview",)
+COMMANDS = ("preview", "dataset")
 
 
 @main_guard
@@ -26,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "preview":
         return preview(rest)
+    if command == "dataset":
+        return dataset(rest)
     raise ConfigError(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
 
 
@@ -40,6 +46,18 @@ def preview(argv: list[str]) -> int:
     tiles = preview_tiles(source, max_tiles=opts["tiles"])
     path = save_png(contact_sheet(tiles, tile=opts["tile"], cols=opts["cols"] or None), opts["out"])
     print(path)
+    return 0
+
+
+def dataset(argv: list[str]) -> int:
+    overrides, opts = split_args(argv, {"actors": 0})
+    cfg = load_config(overrides)
+    if opts["actors"] < 0:
+        raise ConfigError(f"actors={opts['actors']} is out of range; allowed: >= 0 (0: as many as CPUs allow)")
+    from raysweep.dataset import materialize
+
+    uri = materialize(cfg.data, cfg.storage, max_actors=opts["actors"] or None, log=lambda m: print(m, file=sys.stderr))
+    print(uri)
     return 0
 
 

@@ -1,0 +1,140 @@
+"""Render a dataset spec through Ray Data into Parquet shards plus a manifest.
+
+``materialize(cfg.data, storage)`` resolves the spec's content address, reuses a complete dataset
+found there, and otherwise renders only the shards that are missing: an autoscaling pool of Ray
+Data actors (one CPU each) renders shards in parallel and writes each atomically; the driver
+writes ``manifest.json`` last. A render that dies leaves no manifest, so the dataset is never half
+used, and running the same command again completes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from raysweep.config import ConfigError, DataConfig
+from raysweep.dataset.shards import shard_name, write_shard
+from raysweep.spec import DatasetSpec, data_config, spec_of
+from raysweep.storage import atomic_write, check_writable, join, listdir, read_bytes, remove, sha256
+
+MANIFEST = "manifest.json"
+
+
+class ShardWriter:
+    """A Ray Data actor: builds its source once, then renders and writes the shards it is given."""
+
+    def __init__(self, spec: dict, dataset_uri: str):
+        from raysweep.render.sources import create_source
+
+        self.spec = DatasetSpec(**spec)
+        self.source = create_source(data_config(self.spec))
+        self.uri = dataset_uri
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        entries = [write_shard(self.source, self.spec, int(i), self.uri) for i in batch["shard"]]
+        return {key: np.array([e[key] for e in entries]) for key in entries[0]}
+
+
+def read_manifest(dataset_uri: str) -> dict | None:
+    """The manifest of a complete dataset, or None when there is none (yet)."""
+    try:
+        return json.loads(read_bytes(join(dataset_uri, MANIFEST)))
+    except FileNotFoundError:
+        return None
+
+
+def is_complete(dataset_uri: str, spec: DatasetSpec) -> bool:
+    manifest = read_manifest(dataset_uri)
+    if manifest is None or manifest.get("spec_hash") != spec.hash:
+        return False
+    present = set(listdir(dataset_uri))
+    return all(entry["file"] in present for entry in manifest["shards"])
+
+
+def materialize(
+    cfg: DataConfig, storage: str, max_actors: int | None = None, progress: bool = True, log=print
+) -> str:
+    """Render (or reuse) the dataset of ``cfg`` under ``storage``; return its URI."""
+    spec = spec_of(cfg)  # validates a real image before anything else
+    uri = spec.uri(storage)
+    check_writable(storage)
+    if is_complete(uri, spec):
+        log(f"reusing {uri}")
+        return uri
+    _check_source(cfg)
+    present = set(listdir(uri))
+    for name in present:  # temporary files of writers that died
+        if ".tmp-" in name:
+            remove(join(uri, name))
+    missing = [i for i in range(spec.num_shards) if shard_name(i) not in present]
+    log(f"rendering {spec.num_images} images of {spec.source} into {uri} ({len(missing)} of {spec.num_shards} shards to do)")
+    start = time.perf_counter()
+    rendered = _render_with_ray(spec, uri, missing, max_actors, progress) if missing else []
+    elapsed = time.perf_counter() - start
+    entries = {e["index"]: e for e in rendered}
+    for i in range(spec.num_shards):
+        if i not in entries:  # written by an earlier, interrupted run: whole, because writes are atomic
+            data = read_bytes(join(uri, shard_name(i)))
+            entries[i] = {"index": i, "file": shard_name(i), "sha256": sha256(data), "bytes": len(data),
+                          "rows": len(spec.shard_classes(i)) * spec.data["instances"]}
+    manifest = {
+        "spec": spec.to_dict(),
+        "spec_hash": spec.hash,
+        "counts": {"classes": spec.num_classes, "instances": spec.data["instances"], "images": spec.num_images,
+                   "shards": spec.num_shards},
+        "shards": [entries[i] for i in range(spec.num_shards)],
+        "software": _versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "render_seconds": round(elapsed, 3),
+    }
+    atomic_write(join(uri, MANIFEST), json.dumps(manifest, indent=1).encode())
+    return uri
+
+
+def _check_source(cfg: DataConfig) -> None:
+    """Build the source on the driver so a configuration that cannot render fails in one line
+    before any cluster work (e.g. a 1p-frac base system that never passes the fill threshold)."""
+    from raysweep.fractal import OnePFracClasses
+    from raysweep.render.sources import create_source
+
+    source = create_source(cfg)
+    if isinstance(source, OnePFracClasses):
+        source.base  # noqa: B018 - renders the base system, raising RenderFailure if impossible
+
+
+def _render_with_ray(spec: DatasetSpec, uri: str, shards: list[int], max_actors: int | None, progress: bool) -> list[dict]:
+    import ray
+    import ray.data
+
+    from raysweep.runtime import ensure_ray
+
+    ensure_ray()
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.print_on_execution_start = progress
+    items = ray.data.from_items([{"shard": i} for i in shards], override_num_blocks=len(shards))
+    written = items.map_batches(
+        ShardWriter,
+        fn_constructor_kwargs={"spec": dataclasses.asdict(spec), "dataset_uri": uri},
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors),
+        num_cpus=1,
+    )
+    rows = written.take_all()
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in rows]
+
+
+def _versions() -> dict:
+    import numba
+    import pyarrow
+
+    import raysweep
+    from raysweep.spec import ENGINE_VERSION
+
+    return {"raysweep": raysweep.__version__, "engine": ENGINE_VERSION, "numpy": np.__version__, "numba": numba.__version__,
+            "pyarrow": pyarrow.__version__, "python": sys.version.split()[0]}

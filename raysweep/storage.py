@@ -1,0 +1,126 @@
+"""Where results live: a local directory or an ``s3://`` URI, behind one small API.
+
+Writes are atomic: a local file is written to a temporary name and renamed into place; an S3
+object becomes visible only when its upload completes. A reader therefore sees a whole file or
+none, whatever happens to the writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from functools import lru_cache
+from pathlib import Path
+
+import fsspec
+
+from raysweep.config.errors import ConfigError
+
+
+def is_s3(uri: str) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def join(uri: str, *parts: str) -> str:
+    base = str(uri).rstrip("/")
+    return "/".join([base, *(p.strip("/") for p in parts)])
+
+
+@lru_cache(maxsize=8)
+def _s3(endpoint: str | None) -> fsspec.AbstractFileSystem:
+    import s3fs
+
+    return s3fs.S3FileSystem(
+        endpoint_url=endpoint,
+        skip_instance_cache=True,
+        config_kwargs={"connect_timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 3, "mode": "standard"}},
+    )
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem of ``uri`` and the path within it."""
+    if is_s3(uri):
+        return _s3(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")), str(uri)[len("s3://") :]
+    return fsspec.filesystem("file"), str(Path(str(uri).removeprefix("file://")).expanduser().absolute())
+
+
+def atomic_write(uri: str, data: bytes) -> None:
+    fs, path = filesystem(uri)
+    if is_s3(uri):
+        with fs.open(path, "wb") as f:  # one PUT (or a multipart upload completed on close)
+            f.write(data)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = filesystem(uri)
+    with fs.open(path, "rb") as f:
+        return f.read()
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    if is_s3(uri):
+        fs.invalidate_cache(path)
+    return fs.exists(path)
+
+
+def listdir(uri: str) -> list[str]:
+    """Names (not paths) of the entries of a directory; empty if it does not exist."""
+    fs, path = filesystem(uri)
+    if is_s3(uri):
+        fs.invalidate_cache(path)
+    try:
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+    except FileNotFoundError:
+        return []
+
+
+def remove(uri: str) -> None:
+    fs, path = filesystem(uri)
+    try:
+        fs.rm(path)
+    except FileNotFoundError:
+        pass
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_writable(uri: str) -> None:
+    """Fail fast, in one line, when ``uri`` cannot be written (missing bucket, bad credentials,
+    unreachable endpoint, read-only directory)."""
+    probe = join(uri, f".raysweep-probe-{uuid.uuid4().hex}")
+    try:
+        atomic_write(probe, b"ok")
+        remove(probe)
+    except Exception as e:  # noqa: BLE001 - any failure here means: cannot use this storage
+        raise ConfigError(f"storage {uri!r} is not writable: {_reason(e)}") from None
+
+
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    for marker, reason in (
+        ("NoSuchBucket", "the bucket does not exist"),
+        ("specified bucket does not exist", "the bucket does not exist"),
+        ("InvalidAccessKeyId", "bad credentials (invalid access key)"),
+        ("SignatureDoesNotMatch", "bad credentials (signature does not match)"),
+        ("AccessDenied", "access denied"),
+        ("Could not connect", "the endpoint is unreachable"),
+        ("Connect timeout", "the endpoint is unreachable (timeout)"),
+        ("Unable to locate credentials", "no credentials found"),
+    ):
+        if marker in text:
+            return reason
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    return f"{type(e).__name__}: {text[:200]}"

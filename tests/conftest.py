@@ -1,0 +1,50 @@
+"""Shared real components: one S3 API server (moto's server mode on loopback) and one local Ray
+for the whole session. The S3 settings are exported before Ray starts so Ray's workers inherit
+them; RAY_ADDRESS is exported so commands run as subprocesses join the same Ray instead of
+starting their own (Ray start-up costs ~20 s here)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=endpoint,
+    )
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture()
+def s3_bucket(s3_endpoint):
+    """A fresh bucket on the loopback S3 server; yields its s3:// URI."""
+    import boto3
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3_endpoint):
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    yield ray
+    ray.shutdown()
+    os.environ.pop("RAY_ADDRESS", None)
