@@ -1,4 +1,4 @@
-"""``python -m raysweep.bench render [--json] [--seconds S] [--repeats R]``"""
+"""``python -m raysweep.bench {render,data} [--json] [--seconds S] [--repeats R]``"""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-BENCHMARKS = ("render",)
+BENCHMARKS = ("render", "data")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,13 +14,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("benchmark", choices=BENCHMARKS)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per timed repeat")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (the median is reported)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (the median is reported)")
+    parser.add_argument("--images", type=int, default=1000, help="data: images to render (L)")
     args = parser.parse_args(argv)
     if args.benchmark == "render":
         from raysweep.bench import render
 
-        result = render.run(seconds=args.seconds, repeats=args.repeats)
+        result = render.run(seconds=args.seconds, repeats=args.repeats or 5)
         print(json.dumps(result) if args.json else render.format_table(result))
+    elif args.benchmark == "data":
+        from raysweep.bench import data
+
+        result = data.run(L=args.images, repeats=args.repeats or 3)
+        print(json.dumps(result) if args.json else data.format_table(result))
     return 0
 
 

@@ -122,11 +122,20 @@ def _render_with_ray(spec: DatasetSpec, uri: str, shards: list[int], max_actors:
         ShardWriter,
         fn_constructor_kwargs={"spec": dataclasses.asdict(spec), "dataset_uri": uri},
         batch_size=1,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors),
+        # start as many actors as can be busy at once; the pool still shrinks and grows with load
+        compute=ray.data.ActorPoolStrategy(
+            min_size=1, max_size=max_actors, initial_size=min(len(shards), max_actors or _cluster_cpus())
+        ),
         num_cpus=1,
     )
     rows = written.take_all()
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in rows]
+
+
+def _cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def _versions() -> dict:
