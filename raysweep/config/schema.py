@@ -115,9 +115,12 @@ class DataConfig:
 class ModelConfig:
     """Which timm model to pre-train and score."""
 
-    name: str = "vit_tiny_patch16_224"
-    img_size: int = 224
-    patch_size: int = 16
+    name: str = "vit_tiny_patch16_224"  # any timm model name
+    img_size: int = 224  # input resolution (the crop size of the augmentation)
+    patch_size: int = 16  # ViTs only
+    depth: Optional[int] = None  # ViTs: override the number of blocks
+    embed_dim: Optional[int] = None  # ViTs: override the width
+    num_heads: Optional[int] = None  # ViTs: override the heads
     drop_path: float = 0.1
 
     def __post_init__(self) -> None:
@@ -125,20 +128,74 @@ class ModelConfig:
             raise ConfigError("model.name is empty; give a timm model name, e.g. vit_tiny_patch16_224")
         _at_least("model.img_size", self.img_size, 8)
         _at_least("model.patch_size", self.patch_size, 1)
+        for key in ("depth", "embed_dim", "num_heads"):
+            if getattr(self, key) is not None:
+                _at_least(f"model.{key}", getattr(self, key), 1)
+        if self.embed_dim is not None and self.num_heads is not None and self.embed_dim % self.num_heads:
+            raise ConfigError(f"model.embed_dim={self.embed_dim} is not divisible by model.num_heads={self.num_heads}")
         if not (0.0 <= self.drop_path < 1.0):
             raise ConfigError(f"model.drop_path={self.drop_path!r} is out of range; allowed: [0, 1)")
 
 
 @dataclass
 class PretrainConfig:
-    """LPCE pre-training budget."""
+    """LPCE pre-training: the release's recipe (method page §5) is the default."""
 
-    steps: int = 312_500
-    batch_size: int = 256
+    steps: int = 312_500  # optimizer steps (the release: 80,000 epochs of 1,000 images at batch 256)
+    batch_size: int = 256  # global batch, whatever the worker count
+    workers: int = 1  # Ray Train workers (one per GPU when there are GPUs)
+    use_gpu: Optional[bool] = None  # None: use GPUs when the cluster has them
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
+    lr: float = 1.0e-3  # AdamW learning rate per 512 images of batch (scaled by batch_size / 512)
+    min_lr: float = 1.0e-5  # cosine floor, per 512
+    warmup_lr: float = 1.0e-6  # warm-up start, per 512
+    warmup_epochs: float = 5.0  # in passes over the dataset
+    weight_decay: float = 0.05
+    # augmentation (timm semantics)
+    crop_scale_min: float = 0.08  # RandomResizedCrop scale (min, 1.0), ratio (3/4, 4/3)
+    hflip: float = 0.5
+    vflip: float = 0.5
+    randaugment: str = "rand-m9-mstd0.5-inc1"  # '' for none
+    color_jitter: float = 0.4  # as in timm: only applied when randaugment is off
+    reprob: float = 0.5  # random erasing probability
+    mixup: float = 0.8  # alpha; 0 turns it off
+    cutmix: float = 1.0  # alpha; 0 turns it off
+    mix_prob: float = 1.0
+    mix_switch_prob: float = 0.5
+    smoothing: float = 0.1
+    # bookkeeping
+    report_every: int = 50  # steps between reported metrics
+    checkpoint_every: int = 1000  # steps between checkpoints
+    keep_checkpoints: int = 3  # keep the last K
+    max_failures: int = 3  # worker failures survived (restart from the latest checkpoint)
 
     def __post_init__(self) -> None:
         _at_least("pretrain.steps", self.steps, 0)
         _at_least("pretrain.batch_size", self.batch_size, 1)
+        _at_least("pretrain.workers", self.workers, 1)
+        if self.batch_size % self.workers:
+            raise ConfigError(
+                f"pretrain.batch_size={self.batch_size} is not divisible by pretrain.workers={self.workers}; "
+                f"the global batch is split evenly across workers"
+            )
+        _choice("pretrain.precision", self.precision, ("auto", "bf16", "fp32"))
+        for key in ("lr", "min_lr", "warmup_lr"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"pretrain.{key}={getattr(self, key)!r} is out of range; allowed: > 0")
+        _at_least("pretrain.warmup_epochs", self.warmup_epochs, 0)
+        _at_least("pretrain.weight_decay", self.weight_decay, 0)
+        _open_interval("pretrain.crop_scale_min", self.crop_scale_min, 0.0, 1.0 + 1e-9)
+        for key in ("hflip", "vflip", "reprob", "mix_prob", "mix_switch_prob", "smoothing"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"pretrain.{key}={getattr(self, key)!r} is out of range; allowed: [0, 1]")
+        for key in ("color_jitter", "mixup", "cutmix"):
+            _at_least(f"pretrain.{key}", getattr(self, key), 0)
+        if self.randaugment and not self.randaugment.startswith("rand"):
+            raise ConfigError(f"pretrain.randaugment={self.randaugment!r} is not a RandAugment spec like 'rand-m9-mstd0.5-inc1' (or '')")
+        _at_least("pretrain.report_every", self.report_every, 1)
+        _at_least("pretrain.checkpoint_every", self.checkpoint_every, 1)
+        _at_least("pretrain.keep_checkpoints", self.keep_checkpoints, 1)
+        _at_least("pretrain.max_failures", self.max_failures, -1)
 
 
 @dataclass

@@ -1,0 +1,46 @@
+"""Models: any timm model by name, built from the schema's ``model.*`` keys.
+
+ViT-family models also take ``img_size``, ``patch_size`` and depth/width overrides (for small
+inputs); other families (ResNets, ...) are built by name with their own defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from raysweep.config import ConfigError, ModelConfig
+
+_VIT_KWARGS = ("img_size", "patch_size", "depth", "embed_dim", "num_heads")
+
+
+def is_vit(name: str) -> bool:
+    import timm
+
+    try:
+        arch = timm.models.get_arch_name(name)
+    except Exception:  # noqa: BLE001 - an unknown name is reported by check_model_name
+        return False
+    return arch in ("vision_transformer", "deit", "vision_transformer_hybrid") or name.startswith(("vit_", "deit_"))
+
+
+def check_model_name(name: str) -> None:
+    import timm
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
+        raise ConfigError(f"model.name={name!r} is not a timm model{hint}")
+
+
+def create_model(cfg: ModelConfig, num_classes: int):
+    """A randomly initialised timm model with ``num_classes`` outputs."""
+    import timm
+
+    check_model_name(cfg.name)
+    kwargs = {"num_classes": num_classes, "drop_path_rate": cfg.drop_path}
+    if is_vit(cfg.name):
+        kwargs.update({k: getattr(cfg, k) for k in _VIT_KWARGS if getattr(cfg, k) is not None})
+    try:
+        return timm.create_model(cfg.name, pretrained=False, **kwargs)
+    except (TypeError, ValueError, AssertionError) as e:
+        raise ConfigError(f"cannot build model.name={cfg.name!r} with {kwargs}: {' '.join(str(e).split())[:200]}") from None

@@ -1,0 +1,1 @@
+"""Pre-training stage: LPCE on a rendered dataset, on Ray Train."""

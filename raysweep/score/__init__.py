@@ -1,0 +1,1 @@
+"""Downstream scoring of a pre-trained checkpoint: datasets (:mod:`raysweep.score.datasets`)."""
