@@ -43,7 +43,8 @@ def s3_bucket(s3_endpoint):
 def ray_cluster(s3_endpoint):
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    if not ray.is_initialized():  # a test that did not ask for this fixture may have started one
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     yield ray
     ray.shutdown()

@@ -103,3 +103,18 @@ def test_n_maps_other_than_two():
     for n in (1, 3, 6):
         ifs = sample_ifs(n, 0.75 * n + 0.5, np.random.default_rng(n))
         assert render(ifs, RenderSettings(size=64, pad=2, iterations=5000), 1, 1).max() == 127
+
+
+@pytest.mark.parametrize(
+    "settings,expected",
+    [
+        (RenderSettings(size=64, pad=2, iterations=20000), "b6998e8e8e033b429c6bdb72b1f9382c6002bf0cf1df5371b54956c9983c5bef"),
+        (RenderSettings(size=512), "dcdb301a6ae83978cf9738c48839f4b22a1ab3403f112fe865e47b9ee0f2069b"),
+        (RenderSettings(size=97, pad=3, iterations=1001, draw="point"), "79dcb966d11ce0998d50f6808ea970ed135a76784a79e4247263b203285d55d7"),
+    ],
+)
+def test_golden_bytes(settings, expected):
+    """The renderer's output is pinned: the same bytes on every machine and numba/LLVM build.
+    A failure here means images (and so every dataset checksum) changed: bump
+    raysweep.spec.ENGINE_VERSION if that was intended."""
+    assert digest(render(SYSTEM, settings, 11, 22)) == expected

@@ -1,4 +1,4 @@
-"""``python -m raysweep.bench {render,data} [--json] [--seconds S] [--repeats R]``"""
+"""``python -m raysweep.bench {render,data,train} [--json] [--seconds S] [--repeats R]``"""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-BENCHMARKS = ("render", "data")
+BENCHMARKS = ("render", "data", "train")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per timed repeat")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (the median is reported)")
     parser.add_argument("--images", type=int, default=1000, help="data: images to render (L)")
+    parser.add_argument("--steps", type=int, default=80, help="train: optimizer steps per run")
     args = parser.parse_args(argv)
     if args.benchmark == "render":
         from raysweep.bench import render
@@ -27,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
 
         result = data.run(L=args.images, repeats=args.repeats or 3)
         print(json.dumps(result) if args.json else data.format_table(result))
+    elif args.benchmark == "train":
+        from raysweep.bench import train
+
+        result = train.run(steps=args.steps, repeats=args.repeats or 3)
+        print(json.dumps(result) if args.json else train.format_table(result))
     return 0
 
 

@@ -67,10 +67,13 @@ def step_generator(seed: int, rank: int, step: int, device: torch.device) -> tor
 
 
 def working_images(images: np.ndarray, img_size: int, device: torch.device) -> torch.Tensor:
-    """uint8 (N, C, H, W) on ``device``, area-downscaled once to at most 2x the crop size."""
+    """uint8 (N, C, H, W) on ``device``, area-downscaled once (anti-aliased) to the crop size.
+
+    The crop is then only ever enlarged by the sampling grid: downscaling sparse fractal points by
+    point sampling would alias them into a different pattern on every crop."""
     x = torch.from_numpy(images)
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-    limit = 2 * img_size
+    limit = img_size
     if x.shape[-1] > limit:
         x = torch.cat([F.interpolate(c.float(), size=(limit, limit), mode="area").round().to(torch.uint8) for c in x.split(256)])
     return x.contiguous().to(device)
@@ -175,7 +178,7 @@ def train(cfg: Config, images: np.ndarray, labels: np.ndarray, num_classes: int,
                 "images_per_second": meter["seen"] * ctx.world_size / elapsed,
                 "data_wait_fraction": (batches.wait_seconds - meter["wait0"]) / elapsed,
             }
-            _report(ctx, model, optimizer, metrics, cfg, num_classes, dataset_uri, save)
+            _report(ctx, model, optimizer, metrics, cfg, num_classes, dataset_uri, save, resumed_from=start)
             meter = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter(), "wait0": batches.wait_seconds, "steps": 0}
     if start >= p.steps:  # a finished run asked again: report where it stands, no new checkpoint
         ctx.report({"step": start, "finished": True}, None)
@@ -186,7 +189,8 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def _report(ctx: Context, model, optimizer, metrics: dict, cfg: Config, num_classes: int, dataset_uri: str, save: bool) -> None:
+def _report(ctx: Context, model, optimizer, metrics: dict, cfg: Config, num_classes: int, dataset_uri: str, save: bool,
+            resumed_from: int) -> None:
     if not save:
         ctx.report(metrics, None)
         return
@@ -197,7 +201,7 @@ def _report(ctx: Context, model, optimizer, metrics: dict, cfg: Config, num_clas
             torch.save(_unwrap(model).state_dict(), os.path.join(tmp, CHECKPOINT_MODEL))
             torch.save(optimizer.state_dict(), os.path.join(tmp, CHECKPOINT_OPTIMIZER))
             state = {"step": metrics["step"], "metrics": metrics, "config": to_dict(cfg), "num_classes": num_classes,
-                     "dataset": dataset_uri, "model": cfg.model.name}
+                     "dataset": dataset_uri, "model": cfg.model.name, "resumed_from": resumed_from}
             with open(os.path.join(tmp, CHECKPOINT_STATE), "w") as f:
                 json.dump(state, f, indent=1)
         ctx.report(metrics, tmp if ctx.rank == 0 else None)
