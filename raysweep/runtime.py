@@ -1,9 +1,14 @@
-"""Ray start-up shared by every stage: join the cluster named by RAY_ADDRESS (``ray job submit``
-sets it), or start a local Ray in-process (the embedded default)."""
+"""What every training stage shares: Ray start-up (join the cluster named by RAY_ADDRESS, as
+``ray job submit`` sets it, or start a local Ray in-process: the embedded default) and the two
+worker contexts a training loop runs in (a Ray Train worker, or a bare process)."""
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where a context is built, not by every command
+    import torch
 
 
 def ensure_ray(num_cpus: int | None = None) -> None:
@@ -14,3 +19,59 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     address = os.environ.get("RAY_ADDRESS") or None
     kwargs = {} if address else {"num_cpus": num_cpus, "dashboard_host": "127.0.0.1"}
     ray.init(address=address, logging_level="warning", log_to_driver=True, **kwargs)
+
+
+class RayContext:
+    """The Train worker's view: its rank, its device, DDP, and ray.train's report/checkpoint."""
+
+    def __init__(self) -> None:
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.rank = ctx.get_world_rank()
+        self.world_size = ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self._checkpoint = ray.train.get_checkpoint()
+        self._dir = None
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
+
+    def latest_checkpoint(self) -> str | None:
+        if self._checkpoint is None:
+            return None
+        self._dir = self._checkpoint.to_directory()
+        return self._dir
+
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+class LocalContext:
+    """A bare process: one worker, no Ray; reports are kept in memory, checkpoints in a folder."""
+
+    def __init__(self, device: str = "cpu", checkpoint_root: str | None = None) -> None:
+        import torch
+
+        self.rank, self.world_size, self.device = 0, 1, torch.device(device)
+        self.reports: list[dict] = []
+        self.checkpoint_root = checkpoint_root
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model.to(self.device)
+
+    def latest_checkpoint(self) -> str | None:
+        return None
+
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+        self.reports.append(dict(metrics))
+        if checkpoint_dir and self.checkpoint_root:
+            import shutil
+
+            shutil.copytree(checkpoint_dir, os.path.join(self.checkpoint_root, f"step-{metrics['step']:08d}"), dirs_exist_ok=True)

@@ -202,18 +202,48 @@ class PretrainConfig:
 class ScoreConfig:
     """Downstream scoring of a pre-trained checkpoint."""
 
-    dataset: str = "cifar10"
-    data_root: Optional[str] = None
-    mode: str = "finetune"
-    probe_blocks: int = 1
+    dataset: str = "cifar10"  # cifar10 | cifar100 | imagefolder | digits
+    data_root: Optional[str] = None  # local directory or s3:// (None: download CIFAR, for users online)
+    mode: str = "finetune"  # finetune | linear_probe
+    probe_blocks: int = 1  # linear_probe: features after the first k blocks (ViTs) / feature stages
+    # (CNNs, in timm's feature_info order: for ResNets 1 = the stem, 2..5 = stages 1..4)
     epochs: int = 1000
     checkpoint: Optional[str] = None  # a checkpoint URI, or none for training from scratch
+    # the release's fine-tuning recipe (method page §6)
+    batch_size: int = 768
+    lr: float = 0.01  # SGD, per 512 images of batch (scaled by batch_size / 512)
+    probe_lr: float = 0.1  # linear probe (SGD on standardised frozen features), per 512
+    momentum: float = 0.9
+    weight_decay: float = 1.0e-4
+    warmup_epochs: float = 10.0
+    crop_scale_min: float = 0.08  # fine-tuning augmentation: RandomResizedCrop + horizontal flip
+    hflip: float = 0.5
+    smoothing: float = 0.1
+    eval_every: int = 1  # epochs between evaluations on the held-out split
+    workers: int = 1
+    max_failures: int = 3
 
     def __post_init__(self) -> None:
         _choice("score.dataset", self.dataset, SCORE_DATASETS)
         _choice("score.mode", self.mode, SCORE_MODES)
         _at_least("score.probe_blocks", self.probe_blocks, 1)
         _at_least("score.epochs", self.epochs, 0)
+        _at_least("score.batch_size", self.batch_size, 1)
+        _at_least("score.workers", self.workers, 1)
+        if self.batch_size % self.workers:
+            raise ConfigError(f"score.batch_size={self.batch_size} is not divisible by score.workers={self.workers}")
+        for key in ("lr", "probe_lr"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"score.{key}={getattr(self, key)!r} is out of range; allowed: > 0")
+        for key in ("momentum", "hflip", "smoothing"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"score.{key}={getattr(self, key)!r} is out of range; allowed: [0, 1]")
+        _at_least("score.weight_decay", self.weight_decay, 0)
+        _at_least("score.warmup_epochs", self.warmup_epochs, 0)
+        _open_interval("score.crop_scale_min", self.crop_scale_min, 0.0, 1.0 + 1e-9)
+        _at_least("score.eval_every", self.eval_every, 1)
+        if isinstance(self.data_root, str) and self.data_root.lower() in ("none", "null", ""):
+            self.data_root = None
         if isinstance(self.checkpoint, str) and self.checkpoint.lower() in ("none", "null", "scratch", ""):
             self.checkpoint = None
 

@@ -50,13 +50,18 @@ def scaled(value: float, global_batch: int) -> float:
     return value * global_batch / 512.0
 
 
+def cosine_lr(step: int, total: int, warmup: int, peak: float, start: float, floor: float) -> float:
+    """Linear warm-up from ``start`` to ``peak`` over ``warmup`` steps, then cosine to ``floor``."""
+    if step < warmup:
+        return start + (peak - start) * step / warmup
+    span = max(1, total - warmup)
+    return floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
+
+
 def lr_at(step: int, cfg: PretrainConfig, warmup_steps: int) -> float:
-    """Linear warm-up from warmup_lr to lr, then cosine to min_lr (all scaled by batch / 512)."""
-    peak, low, start = (scaled(v, cfg.batch_size) for v in (cfg.lr, cfg.min_lr, cfg.warmup_lr))
-    if step < warmup_steps:
-        return start + (peak - start) * step / warmup_steps
-    span = max(1, cfg.steps - warmup_steps)
-    return low + 0.5 * (peak - low) * (1.0 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
+    """The release's schedule: warm-up from warmup_lr to lr, cosine to min_lr (all scaled by batch / 512)."""
+    peak, floor, start = (scaled(v, cfg.batch_size) for v in (cfg.lr, cfg.min_lr, cfg.warmup_lr))
+    return cosine_lr(step, cfg.steps, warmup_steps, peak, start, floor)
 
 
 def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:

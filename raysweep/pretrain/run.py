@@ -10,68 +10,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 
 import numpy as np
 import torch
 
 from raysweep.config import Config, ConfigError, to_dict
 from raysweep.pretrain.loop import CHECKPOINT_STATE, config_from_dict, train
+from raysweep.runtime import LocalContext, RayContext  # noqa: F401 - re-exported for callers
 from raysweep.storage import filesystem, is_s3, join
-
-
-class RayContext:
-    """The Train worker's view: its rank, its device, DDP, and ray.train's report/checkpoint."""
-
-    def __init__(self) -> None:
-        import ray.train
-        import ray.train.torch
-
-        ctx = ray.train.get_context()
-        self.rank = ctx.get_world_rank()
-        self.world_size = ctx.get_world_size()
-        self.device = ray.train.torch.get_device()
-        self._checkpoint = ray.train.get_checkpoint()
-        self._dir = None
-
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        import ray.train.torch
-
-        return ray.train.torch.prepare_model(model)
-
-    def latest_checkpoint(self) -> str | None:
-        if self._checkpoint is None:
-            return None
-        self._dir = self._checkpoint.to_directory()
-        return self._dir
-
-    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
-        import ray.train
-
-        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
-
-
-class LocalContext:
-    """A bare process: one worker, no Ray; reports are kept in memory, checkpoints in a folder."""
-
-    def __init__(self, device: str = "cpu", checkpoint_root: str | None = None) -> None:
-        self.rank, self.world_size, self.device = 0, 1, torch.device(device)
-        self.reports: list[dict] = []
-        self.checkpoint_root = checkpoint_root
-
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        return model.to(self.device)
-
-    def latest_checkpoint(self) -> str | None:
-        return None
-
-    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
-        self.reports.append(dict(metrics))
-        if checkpoint_dir and self.checkpoint_root:
-            import shutil
-
-            shutil.copytree(checkpoint_dir, os.path.join(self.checkpoint_root, f"step-{metrics['step']:08d}"), dirs_exist_ok=True)
 
 
 def decode_shard(rows) -> tuple[np.ndarray, np.ndarray]:

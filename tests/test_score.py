@@ -1,0 +1,135 @@
+"""Downstream scoring: fine-tuning and linear probes on real data, checkpoints really loaded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from raysweep.config import ConfigError, load_config
+from raysweep.score.backbone import build_model
+from raysweep.score.datasets import load_downstream
+from raysweep.score.loop import finetune, linear_probe, score
+
+CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-subset"
+VIT = ["model.img_size=16", "model.patch_size=4", "model.depth=2", "model.embed_dim=64", "model.num_heads=2", "model.drop_path=0"]
+QUICK = ["score.batch_size=64", "score.warmup_epochs=1", "score.lr=0.8", "score.crop_scale_min=0.8"]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_downstream("digits", None)
+
+
+@pytest.fixture(scope="module")
+def pretrained(ray_cluster, tmp_path_factory):
+    """A real pre-training checkpoint (a few Ray Train steps of a tiny ViT on 1p-frac)."""
+    from raysweep.pretrain.run import pretrain
+
+    storage = tmp_path_factory.mktemp("pretrained")
+    cfg = load_config([*VIT, "data.L=8", "data.size=32", "data.pad=2", "data.iterations=5000", "pretrain.steps=4",
+                       "pretrain.batch_size=16", "pretrain.checkpoint_every=4", f"storage={storage}", "name=ft"])
+    return pretrain(cfg, log=lambda m: None)
+
+
+def test_short_finetune_on_digits_beats_chance(digits):
+    cfg = load_config([*VIT, *QUICK, "score.dataset=digits", "score.epochs=15"])
+    reports = []
+    result = score(cfg, digits, on_report=reports.append)
+    assert len(reports) == 15 and reports[-1] == result
+    assert result["top1"] > 25.0, result  # chance: 10%
+    assert result["top1"] <= result["top5"] <= 100.0 and result["best_top1"] >= result["top1"]
+
+
+@pytest.mark.skipif(not CIFAR.exists(), reason="shared CIFAR-10 subset not present")
+def test_short_finetune_on_real_cifar10_beats_chance():
+    cfg = load_config([*VIT, "score.dataset=cifar10", f"score.data_root={CIFAR}", "score.epochs=3", "score.batch_size=128",
+                       "score.warmup_epochs=1", "score.lr=0.4"])
+    result = score(cfg, load_downstream("cifar10", str(CIFAR)))
+    assert result["top1"] > 18.0, result  # chance: 10% (seen: 26.5 after 3 epochs)
+
+
+def test_linear_probe_trains_only_the_probe(digits):
+    cfg = load_config([*VIT, *QUICK, "score.mode=linear_probe", "score.probe_blocks=1", "score.epochs=20", "score.dataset=digits"])
+    model = build_model(cfg.model, 10, None)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = linear_probe(cfg, model, digits)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the backbone must stay frozen"
+    assert result["feature_dim"] == 64
+    assert result["top1"] > 25.0, result
+
+
+def test_probe_blocks_for_a_cnn_are_stages(digits):
+    # CNNs use timm's feature_info order: for ResNets 1 = the stem, 2..5 = stages 1..4
+    cfg = load_config(["model.name=resnet18", "model.img_size=16", "score.mode=linear_probe", "score.probe_blocks=3",
+                       "score.epochs=2", "score.batch_size=256", "score.dataset=digits"])
+    result = linear_probe(cfg, build_model(cfg.model, 10, None), digits)
+    assert result["feature_dim"] == 128  # resnet18's stage 2 (layer2)
+    with pytest.raises(ConfigError, match=r"score.probe_blocks=9 is out of range for resnet18; allowed: 1..5"):
+        linear_probe(load_config([*cfg_overrides(cfg), "score.probe_blocks=9"]), build_model(cfg.model, 10, None), digits)
+
+
+def cfg_overrides(cfg):
+    return ["model.name=resnet18", "model.img_size=16", "score.mode=linear_probe", "score.epochs=1", "score.dataset=digits"]
+
+
+def test_checkpoint_weights_are_really_loaded(pretrained):
+    state = torch.load(Path(pretrained) / "model.pt", map_location="cpu")
+    cfg = load_config(VIT)
+    model = build_model(cfg.model, 10, pretrained)
+    loaded = model.state_dict()
+    assert loaded["head.weight"].shape == (10, 64)  # replaced for the downstream classes
+    for key, value in state.items():
+        if not key.startswith("head."):
+            assert torch.equal(loaded[key], value), key
+    scratch = build_model(cfg.model, 10, None).state_dict()
+    assert not torch.equal(scratch["blocks.0.attn.qkv.weight"], state["blocks.0.attn.qkv.weight"])
+
+
+def test_position_embeddings_are_interpolated_for_another_resolution(pretrained):
+    from timm.layers import resample_abs_pos_embed
+
+    state = torch.load(Path(pretrained) / "model.pt", map_location="cpu")
+    model = build_model(load_config([*VIT, "model.img_size=32"]).model, 10, pretrained)
+    assert model.pos_embed.shape == (1, 1 + 8 * 8, 64)
+    expected = resample_abs_pos_embed(state["pos_embed"], new_size=(8, 8), num_prefix_tokens=1)
+    assert torch.allclose(model.pos_embed.detach(), expected)
+    assert torch.equal(model.state_dict()["blocks.1.mlp.fc1.weight"], state["blocks.1.mlp.fc1.weight"])
+
+
+def test_checkpoint_of_another_architecture_is_refused(pretrained):
+    with pytest.raises(ConfigError, match=r"is a vit_tiny_patch16_224 with model.depth=2, but model.depth=3 was asked for"):
+        build_model(load_config([*VIT, "model.depth=3"]).model, 10, pretrained)
+    with pytest.raises(ConfigError, match=r"with model.name='vit_tiny_patch16_224', but model.name='resnet18'"):
+        build_model(load_config(["model.name=resnet18"]).model, 10, pretrained)
+
+
+def _finetune_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "raysweep.finetune", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_finetunes_a_pretrained_checkpoint_on_ray_train(pretrained, tmp_path):
+    proc = _finetune_cli(*VIT, *QUICK, f"score.checkpoint={pretrained}", "score.dataset=digits", "score.epochs=2",
+                         f"storage={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["checkpoint"] == pretrained and result["mode"] == "finetune" and result["epoch"] == 2
+    assert 0.0 <= result["top1"] <= 100.0 and result["top5"] >= result["top1"]
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    cases = {
+        ("score.dataset=cifar10", f"score.data_root={tmp_path / 'nope'}"): "score.data_root",
+        ("score.dataset=svhn",): "score.dataset='svhn' is not allowed; choose one of: cifar10, cifar100, imagefolder, digits",
+        ("score.dataset=digits", f"score.checkpoint={tmp_path / 'missing'}"): "is not a raysweep checkpoint",
+    }
+    for args, message in cases.items():
+        proc = _finetune_cli(*args, f"storage={tmp_path}", timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
