@@ -64,20 +64,35 @@ def check_key(key: str, cls: type = Config) -> None:
     raise ConfigError(f"config key '{key}' is a section; set one of its keys, e.g. '{key}.{dataclasses.fields(node)[0].name}'")
 
 
+#: keys of a search-space leaf in an experiment YAML, e.g. ``delta: {grid: [0.01, 0.1]}``
+SPACE_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
+#: top-level keys whose values are free-form maps or lists, never flattened
+OPAQUE = ("budgets", "variants")
+
+
+def is_space(value: Any) -> bool:
+    return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in SPACE_KINDS
+
+
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{'data': {'sigma': 1}}`` -> ``{'data.sigma': 1}``."""
+    """``{'data': {'sigma': 1}}`` -> ``{'data.sigma': 1}`` (search-space leaves stay whole)."""
     flat: dict[str, Any] = {}
     for k, v in tree.items():
         key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and v and all(isinstance(x, str) for x in v):
+        if key in OPAQUE:
+            flat[key] = v
+        elif isinstance(v, Mapping) and v and all(isinstance(x, str) for x in v) and not is_space(v):
             flat.update(flatten(v, key + "."))
         else:
             flat[key] = v
     return flat
 
 
-def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
-    """Parse ``key=value`` strings with Hydra's override grammar into ``{key: python value}``."""
+def parse_overrides(overrides: Sequence[str], sweeps: bool = False) -> dict[str, Any]:
+    """Parse ``key=value`` strings with Hydra's override grammar into ``{key: python value}``.
+
+    With ``sweeps``, Hydra's sweep syntax becomes a search space: ``a=1,2`` and ``a=range(1,4)``
+    a grid, ``a=interval(0.1,0.5)`` a uniform range."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -92,11 +107,26 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"cannot parse override {text!r}: {str(e).splitlines()[0]}") from None
         key = override.key_or_group.lstrip("+~")
         if override.is_sweep_override():
-            raise ConfigError(
-                f"override {text!r} is a sweep; put search spaces in the experiment YAML (python -m raysweep.tune)"
-            )
+            if not sweeps:
+                raise ConfigError(
+                    f"override {text!r} is a sweep; sweep with python -m raysweep.tune (or a search space in its YAML)"
+                )
+            parsed[key] = _space_of(text, override.value())
+            continue
         parsed[key] = override.value()
     return parsed
+
+
+def _space_of(text: str, sweep) -> dict:
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+
+    if isinstance(sweep, ChoiceSweep):
+        return {"grid": list(sweep.list)}
+    if isinstance(sweep, RangeSweep):
+        return {"grid": list(range(int(sweep.start), int(sweep.stop), int(sweep.step or 1)))}
+    if isinstance(sweep, IntervalSweep):
+        return {"uniform": [sweep.start, sweep.end]}
+    raise ConfigError(f"override {text!r}: this kind of sweep is not supported; use a,b,c or range(...) or interval(a,b)")
 
 
 def compose_yaml(path: str | os.PathLike) -> dict[str, Any]:

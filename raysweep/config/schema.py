@@ -9,7 +9,7 @@ line naming the value and what is allowed, before any rendering or cluster work 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 from raysweep.config.errors import ConfigError
 
@@ -19,6 +19,8 @@ REPRESENTATIONS = ("rgb", "gray", "canny")
 WARPS = ("affine", "elastic", "polynomial")
 SCORE_DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
 SCORE_MODES = ("finetune", "linear_probe")
+SEARCHES = ("grid", "random", "optuna")
+SCHEDULERS = ("fifo", "asha")
 
 
 def _choice(key: str, value, allowed) -> None:
@@ -249,6 +251,43 @@ class ScoreConfig:
 
 
 @dataclass
+class SweepConfig:
+    """How ``python -m raysweep.tune`` searches: algorithm, scheduler, repeats, resources."""
+
+    search: str = "grid"  # grid | random | optuna (TPE)
+    scheduler: str = "fifo"  # fifo | asha (stops trials early on the quick probe during pre-training)
+    num_samples: int = 1  # random/optuna: configurations to try (grid: every point once)
+    seeds: List[int] = field(default_factory=lambda: [0])  # repeats of every configuration (mean ± std)
+    metric: str = "top1"  # the downstream metric the search maximises
+    max_concurrent_trials: int = 1
+    trial_cpus: float = 1.0  # the Tune trial (a Ray Train driver) itself; its Train workers ask for their own
+    probe_every: int = 0  # pre-training steps between quick downstream probes (ASHA's signal); 0: none
+    probe_train: int = 1000  # quick probe: downstream training images used
+    probe_test: int = 500  # quick probe: held-out images used
+    grace_period: int = 0  # asha: steps before a trial may be stopped (0: two probe intervals)
+    reduction_factor: int = 2  # asha
+
+    def __post_init__(self) -> None:
+        _choice("sweep.search", self.search, SEARCHES)
+        _choice("sweep.scheduler", self.scheduler, SCHEDULERS)
+        _at_least("sweep.num_samples", self.num_samples, 1)
+        if not self.seeds:
+            raise ConfigError("sweep.seeds is empty; give at least one seed, e.g. [0]")
+        for seed in self.seeds:
+            _at_least("sweep.seeds[]", seed, 0)
+        _at_least("sweep.max_concurrent_trials", self.max_concurrent_trials, 1)
+        if not self.trial_cpus >= 0:
+            raise ConfigError(f"sweep.trial_cpus={self.trial_cpus!r} is out of range; allowed: >= 0")
+        _at_least("sweep.probe_every", self.probe_every, 0)
+        _at_least("sweep.probe_train", self.probe_train, 10)
+        _at_least("sweep.probe_test", self.probe_test, 10)
+        _at_least("sweep.grace_period", self.grace_period, 0)
+        _at_least("sweep.reduction_factor", self.reduction_factor, 2)
+        if self.scheduler == "asha" and self.probe_every == 0:
+            raise ConfigError("sweep.scheduler=asha needs sweep.probe_every > 0: ASHA stops trials on the quick probe")
+
+
+@dataclass
 class Config:
     """The whole run: data -> model -> pretrain -> score, plus where results go."""
 
@@ -256,9 +295,13 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     storage: str = "runs"  # local directory or s3:// URI
     name: str = "default"
     seed: int = 0
+    budget: Optional[str] = None  # the name of an entry of ``budgets`` to apply (e.g. budget=paper)
+    budgets: Dict[str, Any] = field(default_factory=dict)  # named override sets: {paper: {pretrain.steps: ...}}
+    variants: List[Any] = field(default_factory=list)  # override sets crossed with the grid (e.g. baselines)
 
     def __post_init__(self) -> None:
         if not self.storage:
@@ -266,3 +309,5 @@ class Config:
         if not self.name or "/" in self.name:
             raise ConfigError(f"name={self.name!r} is not allowed; use a non-empty name without '/'")
         _at_least("seed", self.seed, 0)
+        if self.budget is not None and self.budget not in self.budgets:
+            raise ConfigError(f"budget={self.budget!r} is not defined; choose one of: {', '.join(self.budgets) or '(none defined)'}")

@@ -127,8 +127,13 @@ class Batches:
 
 
 def train(cfg: Config, images: np.ndarray, labels: np.ndarray, num_classes: int, ctx: Context,
-          dataset_uri: str = "", on_step: Callable[[int], None] | None = None) -> dict:
-    """Pre-train ``cfg.model`` on this worker's ``images``/``labels``; return the last metrics."""
+          dataset_uri: str = "", on_step: Callable[[int], None] | None = None,
+          probe: Callable[[torch.nn.Module], float] | None = None, probe_every: int = 0) -> tuple[dict, torch.nn.Module]:
+    """Pre-train ``cfg.model`` on this worker's ``images``/``labels``.
+
+    ``probe`` (rank 0 only), called every ``probe_every`` steps with the bare model, gives a quick
+    downstream signal reported as ``probe_top1`` (what ASHA stops trials on).
+    Returns the last reported metrics and the trained (unwrapped) model."""
     p = cfg.pretrain
     device = ctx.device
     torch.manual_seed(cfg.seed)
@@ -173,7 +178,8 @@ def train(cfg: Config, images: np.ndarray, labels: np.ndarray, num_classes: int,
             on_step(step + 1)
         last = step + 1 == p.steps
         save = (step + 1) % p.checkpoint_every == 0 or last
-        if (step + 1) % p.report_every == 0 or save:
+        probe_due = probe is not None and probe_every > 0 and ((step + 1) % probe_every == 0 or last)
+        if (step + 1) % p.report_every == 0 or save or probe_due:
             elapsed = time.perf_counter() - meter["t0"]
             metrics = {
                 "step": step + 1,
@@ -183,11 +189,15 @@ def train(cfg: Config, images: np.ndarray, labels: np.ndarray, num_classes: int,
                 "images_per_second": meter["seen"] * ctx.world_size / elapsed,
                 "data_wait_fraction": (batches.wait_seconds - meter["wait0"]) / elapsed,
             }
+            if probe_due and ctx.rank == 0:
+                metrics["probe_top1"] = probe(_unwrap(model))
+                model.train()
             _report(ctx, model, optimizer, metrics, cfg, num_classes, dataset_uri, save, resumed_from=start)
             meter = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter(), "wait0": batches.wait_seconds, "steps": 0}
     if start >= p.steps:  # a finished run asked again: report where it stands, no new checkpoint
-        ctx.report({"step": start, "finished": True}, None)
-    return metrics
+        metrics = {"step": start, "finished": True}
+        ctx.report(metrics, None)
+    return metrics, _unwrap(model)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -40,11 +40,17 @@ def check_architecture(model_cfg: ModelConfig, state: dict, uri: str) -> None:
 
 def build_model(model_cfg: ModelConfig, num_classes: int, checkpoint: str | None) -> torch.nn.Module:
     """A model with ``num_classes`` outputs; pre-trained weights (all but the head) when given."""
-    model = create_model(model_cfg, num_classes)
     if checkpoint is None:
-        return model
+        return create_model(model_cfg, num_classes)
     state, weights = read_checkpoint(checkpoint)
     check_architecture(model_cfg, state, checkpoint)
+    return transfer(model_cfg, num_classes, weights, source=repr(checkpoint))
+
+
+def transfer(model_cfg: ModelConfig, num_classes: int, weights: dict, source: str = "the pre-trained model") -> torch.nn.Module:
+    """A new model with ``num_classes`` outputs carrying ``weights`` in every layer but the head
+    (position embeddings resampled when the resolution differs)."""
+    model = create_model(model_cfg, num_classes)
     head = _head_prefixes(model)
     weights = {k: v for k, v in weights.items() if not k.startswith(head)}
     if "pos_embed" in weights and weights["pos_embed"].shape != model.pos_embed.shape:
@@ -58,7 +64,7 @@ def build_model(model_cfg: ModelConfig, num_classes: int, checkpoint: str | None
     missing = [k for k in missing if not k.startswith(head)]
     if missing or unexpected:
         raise ConfigError(
-            f"score.checkpoint={checkpoint!r} does not fit model.name={model_cfg.name!r}: "
+            f"{source} does not fit model.name={model_cfg.name!r}: "
             f"missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
     return model

@@ -1,0 +1,1 @@
+"""Report stage: results tables, best configuration and plots of a sweep."""

@@ -1,0 +1,1 @@
+"""Sweep stage: ``python -m raysweep.tune experiments/<study>.yaml key=value ...``."""

@@ -1,0 +1,113 @@
+"""Run a sweep with Ray Tune: grid, random or Optuna (TPE) search; FIFO or ASHA scheduling;
+repeats over seeds; resumed by rerunning the same command (Tuner.restore)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from raysweep.config import ConfigError
+from raysweep.storage import is_s3, join, read_bytes, atomic_write
+from raysweep.tune.space import Experiment, param_space
+
+EXPERIMENT_FILE = "experiment.json"
+
+
+def run_dir(exp: Experiment) -> str:
+    return join(exp.cfg.storage, "sweeps", exp.cfg.name)
+
+
+def _searcher(exp: Experiment):
+    from ray.tune.search import ConcurrencyLimiter, Repeater
+
+    sweep = exp.cfg.sweep
+    if sweep.search != "optuna":
+        return None
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(metric=sweep.metric, mode="max", seed=exp.cfg.seed)
+    if len(sweep.seeds) > 1:
+        searcher = Repeater(searcher, repeat=len(sweep.seeds), set_index=True)
+    return ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrent_trials * max(1, len(sweep.seeds)))
+
+
+def _scheduler(exp: Experiment):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    sweep = exp.cfg.sweep
+    if sweep.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        metric="probe_top1", mode="max", time_attr="step", max_t=max(1, exp.cfg.pretrain.steps),
+        grace_period=sweep.grace_period or 2 * sweep.probe_every, reduction_factor=sweep.reduction_factor,
+    )
+
+
+def _num_samples(exp: Experiment) -> int:
+    sweep = exp.cfg.sweep
+    if sweep.search == "grid":
+        return 1
+    return sweep.num_samples * (len(sweep.seeds) if sweep.search == "optuna" else 1)
+
+
+def _check_resume(exp: Experiment, path: str) -> bool:
+    """True when this sweep already exists (and is the same sweep: same fingerprint)."""
+    try:
+        stored = json.loads(read_bytes(join(path, EXPERIMENT_FILE)))
+    except FileNotFoundError:
+        return False
+    if stored.get("fingerprint") != exp.fingerprint:
+        raise ConfigError(
+            f"a different sweep named {exp.cfg.name!r} already exists at {path}; choose another name=... (or delete it)"
+        )
+    return True
+
+
+def run_sweep(exp: Experiment, log=print) -> str:
+    """Run (or resume) the sweep; write its results; return its run directory."""
+    import ray.tune
+    from ray import tune
+
+    from raysweep.pretrain.run import storage_args
+    from raysweep.report.results import trial_rows, write_outputs
+    from raysweep.runtime import ensure_ray
+    from raysweep.storage import check_writable
+    from raysweep.tune.trial import run_trial
+
+    check_writable(exp.cfg.storage)
+    path = run_dir(exp)
+    resuming = _check_resume(exp, path)
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # probe_top1 first, top1 at the end
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    ensure_ray()
+    sweep = exp.cfg.sweep
+    trainable = tune.with_resources(tune.with_parameters(run_trial, experiment=exp), {"cpu": sweep.trial_cpus})
+    storage = storage_args(join(exp.cfg.storage, "sweeps"))
+    restore_path = f"s3://{storage['storage_path']}/{exp.cfg.name}" if is_s3(exp.cfg.storage) else path
+    if resuming and tune.Tuner.can_restore(restore_path, storage_filesystem=storage.get("storage_filesystem")):
+        log(f"resuming {path}")
+        tuner = tune.Tuner.restore(restore_path, trainable=trainable, resume_errored=True,
+                                   storage_filesystem=storage.get("storage_filesystem"))
+    else:
+        atomic_write(join(path, EXPERIMENT_FILE), json.dumps({"fingerprint": exp.fingerprint, "base": exp.base,
+                                                              "space": exp.space, "variants": exp.variants}, default=str, indent=1).encode())
+        from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space(exp),
+            tune_config=tune.TuneConfig(
+                search_alg=_searcher(exp), scheduler=_scheduler(exp), num_samples=_num_samples(exp),
+                max_concurrent_trials=sweep.max_concurrent_trials,
+            ),
+            run_config=tune.RunConfig(
+                name=exp.cfg.name,
+                failure_config=tune.FailureConfig(max_failures=1),
+                callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), TBXLoggerCallback()],
+                **storage,
+            ),
+        )
+    results = tuner.fit()
+    rows = trial_rows(results, exp)
+    write_outputs(path, rows, exp, title=f"{exp.cfg.name}: downstream {exp.cfg.score.dataset} ({exp.cfg.score.mode})")
+    return path
