@@ -1,4 +1,4 @@
-"""``python -m raysweep.bench {render,data,train} [--json] [--seconds S] [--repeats R]``"""
+"""``python -m raysweep.bench {render,data,train,trial} [--json] [--seconds S] [--repeats R]``"""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-BENCHMARKS = ("render", "data", "train")
+BENCHMARKS = ("render", "data", "train", "trial")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
 
         result = train.run(steps=args.steps, repeats=args.repeats or 3)
         print(json.dumps(result) if args.json else train.format_table(result))
+    elif args.benchmark == "trial":
+        from raysweep.bench import trial
+
+        result = trial.run(trials=args.repeats or 4)
+        print(json.dumps(result) if args.json else trial.format_table(result))
     return 0
 
 

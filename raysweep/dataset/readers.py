@@ -30,12 +30,18 @@ def shard_uris(dataset_uri: str) -> list[str]:
     return [join(dataset_uri, entry["file"]) for entry in manifest_of(dataset_uri)["shards"]]
 
 
-def ray_dataset(dataset_uri: str):
-    """A Ray Dataset with the columns of the shards (``image`` PNG bytes, ``label``, ...)."""
+def ray_dataset(dataset_uri: str, in_process: bool = False):
+    """A Ray Dataset with the columns of the shards (``image`` PNG bytes, ``label``, ...).
+
+    ``in_process`` reads the shards here and hands them to Ray as Arrow blocks: no read tasks,
+    so nothing waits for a free CPU (what a training run wants for its small rendered datasets);
+    otherwise Ray Data reads them lazily with its own tasks."""
     import ray.data
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
     uris = shard_uris(dataset_uri)
+    if in_process:
+        return ray.data.from_arrow([pq.read_table(io.BytesIO(read_bytes(u))) for u in uris])
     if is_s3(dataset_uri):
         fs, _ = filesystem(dataset_uri)
         return ray.data.read_parquet([u[len("s3://"):] for u in uris], filesystem=PyFileSystem(FSSpecHandler(fs)))

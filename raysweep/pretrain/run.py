@@ -68,9 +68,9 @@ def build_trainer(cfg: Config, dataset_uri: str, num_classes: int, dataset_hash:
 
     p = cfg.pretrain
     # Each worker reserves one CPU in Ray's accounting and runs torch with its share of the
-    # cluster's cores as threads. The dataset is read (materialized) before the workers start:
-    # rendered datasets are small, and reading it while the workers hold every CPU would starve
-    # Ray Data's read tasks.
+    # cluster's cores as threads. The dataset is read here, before the workers start, into Arrow
+    # blocks: rendered datasets are small, and Ray Data read tasks scheduled while the workers
+    # hold every CPU would starve.
     threads = max(1, int(ray_cpus() // max(1, p.workers)))
     return TorchTrainer(
         train_loop_per_worker,
@@ -82,7 +82,7 @@ def build_trainer(cfg: Config, dataset_uri: str, num_classes: int, dataset_hash:
             failure_config=ray.train.FailureConfig(max_failures=p.max_failures),
             **storage_args(join(cfg.storage, "pretrain")),
         ),
-        datasets={"train": ray_dataset(dataset_uri).materialize()},
+        datasets={"train": ray_dataset(dataset_uri, in_process=True)},
     )
 
 

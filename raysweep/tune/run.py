@@ -25,7 +25,15 @@ def _searcher(exp: Experiment):
         return None
     from ray.tune.search.optuna import OptunaSearch
 
-    searcher = OptunaSearch(metric=sweep.metric, mode="max", seed=exp.cfg.seed)
+    class DownstreamOptuna(OptunaSearch):
+        """TPE on the final downstream metric: pre-training's intermediate reports (loss, quick
+        probe) do not carry it and are not Optuna's business."""
+
+        def on_trial_result(self, trial_id, result):
+            if self.metric in result:
+                super().on_trial_result(trial_id, result)
+
+    searcher = DownstreamOptuna(metric=sweep.metric, mode="max", seed=exp.cfg.seed)
     if len(sweep.seeds) > 1:
         searcher = Repeater(searcher, repeat=len(sweep.seeds), set_index=True)
     return ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrent_trials * max(1, len(sweep.seeds)))

@@ -129,7 +129,7 @@ def run_trial(params: dict, experiment) -> None:
     datasets, dataset_uri, num_classes = {}, "", cfg.data.L
     if cfg.pretrain.steps > 0:
         dataset_uri = materialize(cfg.data, cfg.storage, log=lambda m: None, progress=False)
-        datasets = {"train": ray_dataset(dataset_uri).materialize()}
+        datasets = {"train": ray_dataset(dataset_uri, in_process=True)}
         num_classes = spec_of(cfg.data).num_classes
     import ray
 

@@ -1,0 +1,151 @@
+"""Sweeps through the real CLI and a real local Ray: grid, resume after SIGKILL, Optuna, ASHA,
+and bad configurations rejected before Ray starts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+TINY = """
+name: {name}
+storage: {storage}
+data: {{L: 8, size: 32, pad: 2, iterations: 5000}}
+model: {{img_size: 16, patch_size: 4, depth: 2, embed_dim: 32, num_heads: 2, drop_path: 0.0}}
+pretrain: {{steps: 20, batch_size: 32, report_every: 10, checkpoint_every: 10}}
+score: {{dataset: digits, epochs: 2, batch_size: 128, lr: 0.8, warmup_epochs: 0, eval_every: 1}}
+sweep: {{probe_every: 10, probe_train: 200, probe_test: 100}}
+"""
+
+
+def experiment(tmp_path: Path, name: str, extra: dict | None = None) -> Path:
+    doc = yaml.safe_load(TINY.format(name=name, storage=tmp_path / "runs"))
+    for key, value in (extra or {}).items():
+        node = doc
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def tune_cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "raysweep.tune", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_two_point_grid_produces_both_rows(ray_cluster, tmp_path):
+    exp = experiment(tmp_path, "grid2", {"data.delta": {"grid": [0.05, 0.2]}})
+    proc = tune_cli(exp)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_dir = Path(proc.stdout.strip().splitlines()[-1])
+    assert run_dir == tmp_path / "runs" / "sweeps" / "grid2"
+    table = rows(run_dir)
+    assert sorted(float(r["data.delta"]) for r in table) == [0.05, 0.2]
+    assert all(r["status"] == "done" and 0.0 <= float(r["top1"]) <= 100.0 for r in table)
+    assert all(float(r["pretrain_loss"]) > 0 and r["probe_top1"] for r in table)
+    md = (run_dir / "results.md").read_text()
+    assert "| data.delta | downstream top-1 (%)" in md and md.count("\n| 0.") == 2
+    best = yaml.safe_load((run_dir / "best.yaml").read_text())
+    assert best["config"]["data"]["delta"] in (0.05, 0.2) and best["config"]["data"]["L"] == 8
+    assert (run_dir / "plots" / "top1_vs_data_delta.png").read_bytes()[:4] == b"\x89PNG"
+    assert list(run_dir.glob("run_trial_*/events.out.tfevents.*")), "TensorBoard logs as Tune writes them"
+
+
+def _finished_trials(run_dir: Path) -> dict[str, int]:
+    """Trial directory -> number of results it has logged, for trials that reported their end."""
+    done = {}
+    for result in run_dir.glob("run_trial_*/result.json"):
+        lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        if any(r.get("done") for r in lines):
+            done[result.parent.name] = len(lines)
+    return done
+
+
+def test_killed_sweep_resumes_without_redoing_finished_trials(ray_cluster, tmp_path):
+    exp = experiment(tmp_path, "resume", {"data.delta": {"grid": [0.05, 0.1, 0.2]}})
+    run_dir = tmp_path / "runs" / "sweeps" / "resume"
+    proc = subprocess.Popen([sys.executable, "-m", "raysweep.tune", str(exp)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not _finished_trials(run_dir):
+        time.sleep(0.5)
+    finished = _finished_trials(run_dir)
+    assert finished, f"no trial finished: {proc.stderr.read()[-3000:] if proc.poll() is not None else 'running'}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)
+    rerun = tune_cli(exp)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert "resuming" in rerun.stderr
+    after = _finished_trials(run_dir)
+    for trial, count in finished.items():
+        assert after[trial] == count, f"{trial} was run again"
+    table = rows(run_dir)
+    assert len(table) == 3 and all(r["status"] == "done" for r in table)
+
+
+def test_optuna_search_completes(ray_cluster, tmp_path):
+    exp = experiment(tmp_path, "tpe", {"data.delta": {"uniform": [0.05, 0.3]}, "sweep.search": "optuna", "sweep.num_samples": 2})
+    proc = tune_cli(exp)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    table = rows(Path(proc.stdout.strip().splitlines()[-1]))
+    assert len(table) == 2
+    assert all(0.05 <= float(r["data.delta"]) <= 0.3 for r in table)
+    assert all(r["status"] == "done" for r in table)
+
+
+def test_asha_schedules_on_the_quick_probe(ray_cluster, tmp_path):
+    exp = experiment(tmp_path, "asha", {"data.delta": {"grid": [0.01, 0.1, 0.3]}, "sweep.scheduler": "asha",
+                                        "sweep.grace_period": 10, "pretrain.steps": 30})
+    proc = tune_cli(exp)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    table = rows(Path(proc.stdout.strip().splitlines()[-1]))
+    assert len(table) == 3
+    assert all(r["status"] in ("done", "stopped") for r in table)
+    assert any(r["status"] == "done" for r in table)
+    assert all(r["probe_top1"] for r in table), "every trial reported the probe ASHA decides on"
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ({"data.delta": {"grid": [0.1, 1.5]}}, "data.delta=1.5 is out of range; allowed: the open interval (0, 1)"),
+        ({"data.detla": 0.1}, "unknown config key 'data.detla'; did you mean 'data.delta'?"),
+        ({"data.sigma": {"uniform": [1.0, 7.0]}}, "data.sigma=7.0 is out of range"),
+        ({"sweep.search": "bayes"}, "sweep.search='bayes' is not allowed; choose one of: grid, random, optuna"),
+        ({"sweep.scheduler": "asha", "sweep.probe_every": 0}, "sweep.scheduler=asha needs sweep.probe_every > 0"),
+        ({"variants": [{"label": "x", "pretrain.stepz": 0}]}, "unknown config key 'pretrain.stepz'"),
+    ],
+)
+def test_bad_configs_are_rejected_before_ray_starts(tmp_path, extra, message):
+    proc = tune_cli(experiment(tmp_path, "bad", extra), timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_command_lines(tmp_path):
+    exp = experiment(tmp_path, "cli", {})
+    for args, message in [
+        ((tmp_path / "missing.yaml",), "does not exist"),
+        ((exp, "budget=paper"), "budget='paper' is not defined in the experiment"),
+        ((exp, "data.L=1"), "data.L=1 is out of range; allowed: >= 2"),
+        (("data.L=3",), "give an experiment file first"),
+    ]:
+        proc = tune_cli(*args, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr[-1500:])
