@@ -186,26 +186,13 @@ def test_http_404_and_unreachable_are_config_errors(http_root):
 # ---------------------------------------------------------------------------------------------- s3
 
 
-@pytest.fixture(scope="module")
-def moto_server():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def s3(moto_server, monkeypatch, no_proxy, tmp_path):
+def s3(s3_endpoint, monkeypatch, no_proxy, tmp_path):
     for var, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ENDPOINT_URL": s3_endpoint,
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
         "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
         "AWS_EC2_METADATA_DISABLED": "true",
@@ -215,7 +202,7 @@ def s3(moto_server, monkeypatch, no_proxy, tmp_path):
         monkeypatch.delenv(var, raising=False)
     import boto3
 
-    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     bucket = f"real-{os.getpid()}-{np.random.default_rng().integers(1 << 30)}"
     client.create_bucket(Bucket=bucket)
     client.put_object(Bucket=bucket, Key="images/camera.png", Body=png_bytes(skimage.data.camera()))
