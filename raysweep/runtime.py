@@ -17,8 +17,10 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS") or None
+    # Without RAY_ADDRESS: always a new local Ray ("local"), never one that happens to run on this
+    # machine already. The dashboard listens on loopback only.
     kwargs = {} if address else {"num_cpus": num_cpus, "dashboard_host": "127.0.0.1"}
-    ray.init(address=address, logging_level="warning", log_to_driver=True, **kwargs)
+    ray.init(address=address or "local", logging_level="warning", log_to_driver=True, **kwargs)
 
 
 class RayContext:

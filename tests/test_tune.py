@@ -149,3 +149,20 @@ def test_bad_command_lines(tmp_path):
     ]:
         proc = tune_cli(*args, timeout=120)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr[-1500:])
+
+
+def test_variants_with_labels_and_a_failing_sweep_exits_non_zero(ray_cluster, tmp_path):
+    """Regression: a variant's `label` reached the schema (every labelled trial failed), and a
+    sweep whose trials failed still exited 0."""
+    exp = experiment(tmp_path, "labels", {"variants": [{"label": "scratch", "pretrain.steps": 0},
+                                                       {"label": "broken", "pretrain.steps": 0, "score.dataset": "imagefolder",
+                                                        "score.data_root": str(tmp_path / "no-such-folder")}],
+                                          "score.epochs": 1})
+    proc = tune_cli(exp)
+    run_dir = tmp_path / "runs" / "sweeps" / "labels"
+    by_variant = {r["variant"]: r for r in rows(run_dir)}
+    assert by_variant["scratch"]["status"] == "done", proc.stderr[-3000:]
+    assert by_variant["broken"]["status"] == "error"  # its downstream data does not exist
+    assert proc.returncode == 1
+    assert "error: 1 of 2 trials failed" in proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == str(run_dir)

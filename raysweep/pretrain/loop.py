@@ -142,12 +142,14 @@ def train(cfg: Config, images: np.ndarray, labels: np.ndarray, num_classes: int,
 
     optimizer = timm.optim.create_optimizer_v2(model, opt="adamw", lr=scaled(p.lr, p.batch_size), weight_decay=p.weight_decay)
     start = 0
+    resumed_metrics: dict = {}
     resume = ctx.latest_checkpoint()
     if resume:
         state = json.loads(open(os.path.join(resume, CHECKPOINT_STATE)).read())
         _unwrap(model).load_state_dict(torch.load(os.path.join(resume, CHECKPOINT_MODEL), map_location=device))
         optimizer.load_state_dict(torch.load(os.path.join(resume, CHECKPOINT_OPTIMIZER), map_location=device))
         start = int(state["step"])
+        resumed_metrics = dict(state.get("metrics", {}))
     local_batch = p.batch_size // ctx.world_size
     steps_per_epoch = max(1.0, len(labels) * ctx.world_size / p.batch_size)
     warmup = int(round(p.warmup_epochs * steps_per_epoch))
@@ -195,7 +197,7 @@ def train(cfg: Config, images: np.ndarray, labels: np.ndarray, num_classes: int,
             _report(ctx, model, optimizer, metrics, cfg, num_classes, dataset_uri, save, resumed_from=start)
             meter = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter(), "wait0": batches.wait_seconds, "steps": 0}
     if start >= p.steps:  # a finished run asked again: report where it stands, no new checkpoint
-        metrics = {"step": start, "finished": True}
+        metrics = {**resumed_metrics, "step": start, "finished": True}
         ctx.report(metrics, None)
     return metrics, _unwrap(model)
 

@@ -26,9 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     from raysweep.tune.space import load_experiment
 
     experiment = load_experiment(yaml_path, overrides)
-    from raysweep.tune.run import run_sweep
+    from raysweep.tune.run import SweepFailed, run_sweep
 
-    print(run_sweep(experiment, log=lambda m: print(m, file=sys.stderr)))
+    try:
+        print(run_sweep(experiment, log=lambda m: print(m, file=sys.stderr)))
+    except SweepFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        print(e.run_dir)
+        return 1
     return 0
 
 

@@ -118,4 +118,16 @@ def run_sweep(exp: Experiment, log=print) -> str:
     results = tuner.fit()
     rows = trial_rows(results, exp)
     write_outputs(path, rows, exp, title=f"{exp.cfg.name}: downstream {exp.cfg.score.dataset} ({exp.cfg.score.mode})")
+    failed = [r for r in results if r.error]
+    if failed:
+        first = " ".join(str(failed[0].error).split())[:300]
+        raise SweepFailed(path, f"{len(failed)} of {len(rows)} trials failed (results so far in {path}); first error: {first}")
     return path
+
+
+class SweepFailed(RuntimeError):
+    """Some trials errored: the results of the others are written, the command exits non-zero."""
+
+    def __init__(self, run_dir: str, message: str):
+        super().__init__(message)
+        self.run_dir = run_dir

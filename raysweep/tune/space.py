@@ -41,7 +41,7 @@ class Experiment:
         values = dict(self.base)
         values.update({k: _plain(params[k]) for k in self.space})
         if self.variants:
-            values.update(self.variants[int(params["variant"])])
+            values.update({k: v for k, v in self.variants[int(params["variant"])].items() if k != "label"})
         if "seed" in params:
             values["seed"] = int(params["seed"])
             values["data.seed"] = int(params["seed"])
