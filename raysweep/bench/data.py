@@ -44,7 +44,7 @@ def run(L: int = 1000, repeats: int = 3, size: int = 512, iterations: int = 100_
 
     cfg = DataConfig(L=L, size=size, iterations=iterations)
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="error", log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", logging_level="error", log_to_driver=False)
     scratch = Path(tempfile.mkdtemp(prefix="raysweep-bench-data-"))
     times: dict[str, list[float]] = {"plain": [], "ray_1cpu": [], "ray_2cpu": []}
     try:

@@ -30,7 +30,7 @@ def run(steps: int = 80, repeats: int = 3) -> dict:
     from raysweep.pretrain.run import LocalContext, pretrain, read_checkpoint_state
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="error", log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", logging_level="error", log_to_driver=False)
     scratch = Path(tempfile.mkdtemp(prefix="raysweep-bench-train-"))
     half = max(1, steps // 2)
     base = [*OVERRIDES, f"pretrain.steps={steps}", f"pretrain.report_every={half}", f"pretrain.checkpoint_every={steps}"]

@@ -33,7 +33,7 @@ def run(trials: int = 4) -> dict:
     from raysweep.tune.space import load_experiment
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="error", log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", logging_level="error", log_to_driver=False)
     scratch = Path(tempfile.mkdtemp(prefix="raysweep-bench-trial-"))
     try:
         doc = {**EXPERIMENT, "storage": str(scratch), "sweep": {"seeds": list(range(trials + 1))}}
