@@ -30,6 +30,25 @@ def s3_endpoint():
 
 
 @pytest.fixture()
+def aws_env(s3_endpoint, monkeypatch, tmp_path):
+    """This test's AWS settings: the loopback server, test keys, and nothing from the machine's own
+    AWS configuration (no profiles, credential files or instance metadata)."""
+    for var, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(var, value)
+    for var in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    return s3_endpoint
+
+
+@pytest.fixture()
 def s3_bucket(s3_endpoint):
     """A fresh bucket on the loopback S3 server; yields its s3:// URI."""
     import boto3

@@ -217,20 +217,8 @@ def test_unknown_dataset_name_lists_the_allowed_ones():
 
 
 @pytest.fixture
-def s3(s3_endpoint, monkeypatch, no_proxy, tmp_path):
+def s3(s3_endpoint, aws_env, no_proxy):
     """A fresh bucket on the loopback S3 server; yields (boto3 client, bucket name)."""
-    for var, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": s3_endpoint,
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
-        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(var, value)
-    for var in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(var, raising=False)
     import boto3
 
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
