@@ -5,7 +5,10 @@ starting their own (Ray start-up costs ~20 s here)."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import threading
 import uuid
 
 import pytest
@@ -70,3 +73,33 @@ def ray_cluster(s3_endpoint):
     yield ray
     ray.shutdown()
     os.environ.pop("RAY_ADDRESS", None)
+
+
+@pytest.fixture()
+def no_proxy(monkeypatch):
+    """Loopback requests must not go through a proxy configured on the machine."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture()
+def http_root(tmp_path, no_proxy):
+    """A real http.server on 127.0.0.1 serving a fresh folder; yields (base URL, folder)."""
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", www
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -134,33 +134,6 @@ def test_a_bad_image_fails_when_the_source_is_created(tmp_path):
 # ---------------------------------------------------------------------------------------------- http
 
 
-@pytest.fixture
-def no_proxy(monkeypatch):
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-
-
-@pytest.fixture
-def http_root(tmp_path, no_proxy):
-    """A local http.server on 127.0.0.1 serving tmp_path; yields (base URL, folder)."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 def test_http_image_loads(http_root):
     base, root = http_root
     (root / "camera.png").write_bytes(png_bytes(skimage.data.camera()))

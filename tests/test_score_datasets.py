@@ -84,14 +84,6 @@ def subset() -> Downstream:
     return load_downstream("cifar10", str(SUBSET))  # the parent of cifar-10-batches-py
 
 
-@pytest.fixture
-def no_proxy(monkeypatch):
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-
-
 # ---------------------------------------------------------------------------------------------- CIFAR-10 subset
 
 
@@ -383,27 +375,6 @@ def test_digits_split_is_fixed_and_stratified():
 
 
 # ---------------------------------------------------------------------------------------------- download
-
-
-@pytest.fixture
-def http_root(tmp_path, no_proxy):
-    """A local http.server on 127.0.0.1 serving tmp_path/www; yields (base URL, folder)."""
-    www = tmp_path / "www"
-    www.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", www
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def make_tarball(path: Path, src: Path, extra: tuple[tuple[str, bytes], ...] = ()) -> str:
