@@ -1,13 +1,10 @@
 """data.source=real: loading one image (path, file://, s3://, http(s)://, skimage:NAME), its
 representations, the per-class warps, and one-line errors for every bad input."""
 
-import functools
 import hashlib
-import http.server
 import io
 import json
 import os
-import threading
 
 import numpy as np
 import pytest

@@ -4,15 +4,12 @@ ConfigErrors for every bad input. Nothing here touches the internet."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
 import os
 import pickle
 import shutil
 import tarfile
-import threading
 import uuid
 from pathlib import Path
 
