@@ -18,9 +18,25 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         return
     address = os.environ.get("RAY_ADDRESS") or None
     # Without RAY_ADDRESS: always a new local Ray ("local"), never one that happens to run on this
-    # machine already. The dashboard listens on loopback only.
+    # machine already, and reachable from this machine only.
     kwargs = {} if address else {"num_cpus": num_cpus, "dashboard_host": "127.0.0.1"}
+    if not address:
+        loopback_only()
     ray.init(address=address or "local", logging_level="warning", log_to_driver=True, **kwargs)
+
+
+def loopback_only() -> None:
+    """Make the local Ray about to start bind its servers (GCS, raylet, workers, agents) to
+    127.0.0.1 instead of this machine's network address.
+
+    Ray on Linux resolves "localhost" to the node's network IP (it assumes a cluster may join);
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 gives the single-machine behaviour Ray has on macOS and
+    Windows: the node IP is the loopback address. The environment variable reaches Ray's child
+    processes; the constant is read by this process's ``ray`` (already imported or not)."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray._private.ray_constants as ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 class RayContext:

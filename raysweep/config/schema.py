@@ -21,6 +21,7 @@ SCORE_DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
 SCORE_MODES = ("finetune", "linear_probe")
 SEARCHES = ("grid", "random", "optuna")
 SCHEDULERS = ("fifo", "asha")
+STUDIES = ("baselines", "delta", "sigma", "L", "real_image", "linear_probe")  # the paper's studies (report page)
 
 
 def _choice(key: str, value, allowed) -> None:
@@ -209,6 +210,8 @@ class ScoreConfig:
     mode: str = "finetune"  # finetune | linear_probe
     probe_blocks: int = 1  # linear_probe: features after the first k blocks (ViTs) / feature stages
     # (CNNs, in timm's feature_info order: for ResNets 1 = the stem, 2..5 = stages 1..4)
+    extra_probes: List[int] = field(default_factory=list)  # also linear-probe these blocks/stages of the
+    # pre-trained (or, for scratch, random-init) backbone before the main scoring: reported as probe{k}_top1
     epochs: int = 1000
     checkpoint: Optional[str] = None  # a checkpoint URI, or none for training from scratch
     # the release's fine-tuning recipe (method page §6)
@@ -229,6 +232,8 @@ class ScoreConfig:
         _choice("score.dataset", self.dataset, SCORE_DATASETS)
         _choice("score.mode", self.mode, SCORE_MODES)
         _at_least("score.probe_blocks", self.probe_blocks, 1)
+        for k in self.extra_probes:
+            _at_least("score.extra_probes[]", k, 1)
         _at_least("score.epochs", self.epochs, 0)
         _at_least("score.batch_size", self.batch_size, 1)
         _at_least("score.workers", self.workers, 1)
@@ -297,11 +302,15 @@ class Config:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     storage: str = "runs"  # local directory or s3:// URI
+    render_resource: Optional[str] = None  # a custom Ray resource each render actor asks one unit of, so that
+    # rendering lands on the nodes advertising it (cluster/cluster.yaml's render nodes: render_resource=render)
     name: str = "default"
     seed: int = 0
     budget: Optional[str] = None  # the name of an entry of ``budgets`` to apply (e.g. budget=paper)
     budgets: Dict[str, Any] = field(default_factory=dict)  # named override sets: {paper: {pretrain.steps: ...}}
     variants: List[Any] = field(default_factory=list)  # override sets crossed with the grid (e.g. baselines)
+    study: Optional[str] = None  # which of the paper's studies this sweep repeats: its report page sets the
+    # published reference beside our numbers (baselines | delta | sigma | L | real_image | linear_probe)
 
     def __post_init__(self) -> None:
         if not self.storage:
@@ -309,5 +318,9 @@ class Config:
         if not self.name or "/" in self.name:
             raise ConfigError(f"name={self.name!r} is not allowed; use a non-empty name without '/'")
         _at_least("seed", self.seed, 0)
+        if self.render_resource is not None and (not self.render_resource or self.render_resource in ("CPU", "GPU", "memory")):
+            raise ConfigError(f"render_resource={self.render_resource!r} is not allowed; give a custom resource name, e.g. render")
+        if self.study is not None:
+            _choice("study", self.study, STUDIES)
         if self.budget is not None and self.budget not in self.budgets:
             raise ConfigError(f"budget={self.budget!r} is not defined; choose one of: {', '.join(self.budgets) or '(none defined)'}")

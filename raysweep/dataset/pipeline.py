@@ -29,14 +29,24 @@ class ShardWriter:
     """A Ray Data actor: builds its source once, then renders and writes the shards it is given."""
 
     def __init__(self, spec: dict, dataset_uri: str):
+        import ray
+
+        from raysweep.metrics import render_metrics
         from raysweep.render.sources import create_source
 
         self.spec = DatasetSpec(**spec)
         self.source = create_source(data_config(self.spec))
         self.uri = dataset_uri
+        self.node = ray.get_runtime_context().get_node_id()
+        self.metrics = render_metrics(self.spec.source)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        entries = [write_shard(self.source, self.spec, int(i), self.uri) for i in batch["shard"]]
+        entries = []
+        for i in batch["shard"]:
+            start = time.perf_counter()
+            entry = write_shard(self.source, self.spec, int(i), self.uri)
+            self.metrics.shard_written(entry["rows"], time.perf_counter() - start)
+            entries.append({**entry, "node": self.node})
         return {key: np.array([e[key] for e in entries]) for key in entries[0]}
 
 
@@ -57,9 +67,13 @@ def is_complete(dataset_uri: str, spec: DatasetSpec) -> bool:
 
 
 def materialize(
-    cfg: DataConfig, storage: str, max_actors: int | None = None, progress: bool = True, log=print
+    cfg: DataConfig, storage: str, max_actors: int | None = None, progress: bool = True, log=print,
+    render_resource: str | None = None,
 ) -> str:
-    """Render (or reuse) the dataset of ``cfg`` under ``storage``; return its URI."""
+    """Render (or reuse) the dataset of ``cfg`` under ``storage``; return its URI.
+
+    ``render_resource``: a custom Ray resource every render actor asks one unit of (e.g. ``render``,
+    which the render nodes of ``cluster/cluster.yaml`` advertise), so rendering lands on those nodes."""
     spec = spec_of(cfg)  # validates a real image before anything else
     uri = spec.uri(storage)
     check_writable(storage)
@@ -74,7 +88,7 @@ def materialize(
     missing = [i for i in range(spec.num_shards) if shard_name(i) not in present]
     log(f"rendering {spec.num_images} images of {spec.source} into {uri} ({len(missing)} of {spec.num_shards} shards to do)")
     start = time.perf_counter()
-    rendered = _render_with_ray(spec, uri, missing, max_actors, progress) if missing else []
+    rendered = _render_with_ray(spec, uri, missing, max_actors, progress, render_resource) if missing else []
     elapsed = time.perf_counter() - start
     entries = {e["index"]: e for e in rendered}
     for i in range(spec.num_shards):
@@ -107,13 +121,19 @@ def _check_source(cfg: DataConfig) -> None:
         source.base  # noqa: B018 - renders the base system, raising RenderFailure if impossible
 
 
-def _render_with_ray(spec: DatasetSpec, uri: str, shards: list[int], max_actors: int | None, progress: bool) -> list[dict]:
+def _render_with_ray(spec: DatasetSpec, uri: str, shards: list[int], max_actors: int | None, progress: bool,
+                     render_resource: str | None = None) -> list[dict]:
     import ray
     import ray.data
 
     from raysweep.runtime import ensure_ray
 
     ensure_ray()
+    resources = {render_resource: 1} if render_resource else None
+    slots = _cluster_cpus() if not render_resource else int(ray.cluster_resources().get(render_resource, 0))
+    if render_resource and slots < 1 and not _autoscaling():
+        raise ConfigError(f"render_resource={render_resource!r}: no node of this cluster has that resource; "
+                          f"allowed: a custom resource its render nodes advertise (or none)")
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = progress
@@ -124,12 +144,20 @@ def _render_with_ray(spec: DatasetSpec, uri: str, shards: list[int], max_actors:
         batch_size=1,
         # start as many actors as can be busy at once; the pool still shrinks and grows with load
         compute=ray.data.ActorPoolStrategy(
-            min_size=1, max_size=max_actors, initial_size=min(len(shards), max_actors or _cluster_cpus())
+            min_size=1, max_size=max_actors, initial_size=max(1, min(len(shards), max_actors or slots or 1))
         ),
         num_cpus=1,
+        resources=resources,
     )
     rows = written.take_all()
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in rows]
+
+
+def _autoscaling() -> bool:
+    """True on a cluster started with an autoscaler (render nodes may be launched on demand)."""
+    import os
+
+    return os.path.exists(os.path.expanduser("~/ray_bootstrap_config.yaml"))
 
 
 def _cluster_cpus() -> int:

@@ -113,7 +113,7 @@ def pretrain(cfg: Config, log=print) -> str:
     local_batch = cfg.pretrain.batch_size // cfg.pretrain.workers
     if (cfg.pretrain.mixup > 0 or cfg.pretrain.cutmix > 0) and local_batch % 2:
         raise ConfigError(f"pretrain.batch_size / pretrain.workers = {local_batch} is odd; Mixup/CutMix needs an even batch per worker")
-    dataset_uri = materialize(cfg.data, cfg.storage, log=log)
+    dataset_uri = materialize(cfg.data, cfg.storage, log=log, render_resource=cfg.render_resource)
     trainer = build_trainer(cfg, dataset_uri, spec.num_classes, spec.hash, use_gpu)
     result = trainer.fit()
     if result.checkpoint is None:

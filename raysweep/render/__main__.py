@@ -56,7 +56,8 @@ def dataset(argv: list[str]) -> int:
         raise ConfigError(f"actors={opts['actors']} is out of range; allowed: >= 0 (0: as many as CPUs allow)")
     from raysweep.dataset import materialize
 
-    uri = materialize(cfg.data, cfg.storage, max_actors=opts["actors"] or None, log=lambda m: print(m, file=sys.stderr))
+    uri = materialize(cfg.data, cfg.storage, max_actors=opts["actors"] or None, log=lambda m: print(m, file=sys.stderr),
+                      render_resource=cfg.render_resource)
     print(uri)
     return 0
 

@@ -13,19 +13,21 @@ from raysweep.fractal import ClassImage, FractalClasses, OnePFracClasses
 
 
 def contact_sheet(tiles: list[tuple[str, np.ndarray]], tile: int = 128, cols: int | None = None, gap: int = 2) -> Image.Image:
-    """Lay out ``(caption, gray image)`` tiles in a grid, each captioned in its top-left corner."""
+    """Lay out ``(caption, image)`` tiles (gray (H, W) or RGB (H, W, 3)) in a grid, each captioned in
+    its top-left corner; the sheet is RGB if any tile is."""
     if not tiles:
         raise ValueError("no tiles to lay out")
     cols = cols or int(np.ceil(np.sqrt(len(tiles))))
     rows = int(np.ceil(len(tiles) / cols))
-    sheet = Image.new("L", (cols * tile + (cols + 1) * gap, rows * tile + (rows + 1) * gap), 60)
+    mode = "RGB" if any(img.ndim == 3 for _, img in tiles) else "L"
+    sheet = Image.new(mode, (cols * tile + (cols + 1) * gap, rows * tile + (rows + 1) * gap), (60, 60, 60) if mode == "RGB" else 60)
     font = ImageFont.load_default(size=max(10, tile // 8))
     for i, (caption, img) in enumerate(tiles):
-        cell = Image.fromarray(img).resize((tile, tile), Image.Resampling.BOX if img.shape[0] > tile else Image.Resampling.NEAREST)
+        cell = Image.fromarray(img).convert(mode).resize((tile, tile), Image.Resampling.BOX if img.shape[0] > tile else Image.Resampling.NEAREST)
         draw = ImageDraw.Draw(cell)
         box = draw.textbbox((3, 1), caption, font=font)
-        draw.rectangle((0, 0, box[2] + 3, box[3] + 2), fill=0)
-        draw.text((3, 1), caption, fill=255, font=font)
+        draw.rectangle((0, 0, box[2] + 3, box[3] + 2), fill=(0, 0, 0) if mode == "RGB" else 0)
+        draw.text((3, 1), caption, fill=(255, 255, 255) if mode == "RGB" else 255, font=font)
         r, c = divmod(i, cols)
         sheet.paste(cell, (gap + c * (tile + gap), gap + r * (tile + gap)))
     return sheet

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,13 @@ import numpy as np
 from raysweep.storage import atomic_write, join
 
 COLUMNS = ("top1", "top5", "best_top1", "pretrain_loss", "pretrain_top1", "probe_top1", "trial_seconds")
+EXTRA_PROBE = re.compile(r"^probe(\d+)_top1$")  # score.extra_probes: probe{k}_top1
+
+
+def probe_columns(rows: list[dict]) -> list[str]:
+    """The extra-probe columns present in ``rows``, in block order."""
+    found = {k for row in rows for k in row if EXTRA_PROBE.match(k)}
+    return sorted(found, key=lambda k: int(EXTRA_PROBE.match(k).group(1)))
 
 
 def trial_rows(results, experiment) -> list[dict[str, Any]]:
@@ -32,11 +40,15 @@ def trial_rows(results, experiment) -> list[dict[str, Any]]:
         row["seed"] = seed if seed is not None else experiment.cfg.sweep.seeds[0]
         metrics = r.metrics or {}
         row["status"] = "error" if r.error else ("done" if metrics.get("done") else "stopped")
-        for column in COLUMNS:
+        for column in [*COLUMNS, *sorted(k for k in metrics if EXTRA_PROBE.match(k))]:
             value = metrics.get(column)
             row[column] = float(value) if isinstance(value, (int, float)) else None
         row["wall_seconds"] = metrics.get("time_total_s")
         rows.append(row)
+    extra = probe_columns(rows)
+    for row in rows:  # every row has every column (CSV)
+        for column in extra:
+            row.setdefault(column, None)
     return rows
 
 
@@ -49,7 +61,7 @@ def group_rows(rows: list[dict], keys: list[str]) -> list[dict]:
     for _, members in groups.items():
         agg: dict[str, Any] = {k: members[0].get(k) for k in keys}
         agg["seeds"] = len(members)
-        for column in ("top1", "pretrain_loss", "wall_seconds"):
+        for column in ("top1", "pretrain_loss", "pretrain_top1", "wall_seconds", *probe_columns(members)):
             values = [m[column] for m in members if isinstance(m.get(column), (int, float)) and m["status"] == "done"]
             agg[f"{column}_mean"] = float(np.mean(values)) if values else None
             agg[f"{column}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else (0.0 if values else None)
@@ -65,11 +77,16 @@ def _fmt(mean, std, digits=1) -> str:
 
 def markdown(rows: list[dict], keys: list[str], title: str) -> str:
     grouped = sorted(group_rows(rows, keys), key=lambda g: -(g["top1_mean"] if g["top1_mean"] is not None else -math.inf))
-    head = [*keys, "downstream top-1 (%)", "pre-train loss", "wall (s)", "seeds"]
+    probes = probe_columns(rows)
+    pretrained = any(isinstance(r.get("pretrain_top1"), float) for r in rows)
+    head = [*keys, "downstream top-1 (%)", *[f"probe {EXTRA_PROBE.match(p).group(1)} top-1 (%)" for p in probes],
+            "pre-train loss", *(["pre-train top-1 (%)"] if pretrained else []), "wall (s)", "seeds"]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in grouped:
         cells = [str(g[k]) for k in keys]
-        cells += [_fmt(g["top1_mean"], g["top1_std"]), _fmt(g["pretrain_loss_mean"], g["pretrain_loss_std"], 3),
+        cells += [_fmt(g["top1_mean"], g["top1_std"]), *[_fmt(g.get(f"{p}_mean"), g.get(f"{p}_std")) for p in probes],
+                  _fmt(g["pretrain_loss_mean"], g["pretrain_loss_std"], 3),
+                  *([_fmt(g["pretrain_top1_mean"], g["pretrain_top1_std"])] if pretrained else []),
                   _fmt(g["wall_seconds_mean"], g["wall_seconds_std"], 0), str(g["seeds"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -71,6 +71,22 @@ def _check_resume(exp: Experiment, path: str) -> bool:
     return True
 
 
+def check_downstream(exp: Experiment) -> None:
+    """Load every downstream dataset the sweep scores on, once, before Ray starts: a wrong or
+    corrupt ``score.data_root`` is a one-line error here, not a failure in every trial."""
+    from raysweep.score.datasets import load_downstream
+
+    first = {k: next(iter(spec.values()))[0] for k, spec in exp.space.items()}
+    configs = [exp.cfg] + [exp.config_for({**first, "variant": i}) for i in range(len(exp.variants))]
+    seen = set()
+    for cfg in configs:
+        key = (cfg.score.dataset, cfg.score.data_root)
+        if key in seen or (cfg.score.dataset in ("cifar10", "cifar100") and cfg.score.data_root is None):
+            continue  # None: the official download, left to the trials (users online)
+        seen.add(key)
+        load_downstream(*key)
+
+
 def run_sweep(exp: Experiment, log=print) -> str:
     """Run (or resume) the sweep; write its results; return its run directory."""
     import ray.tune
@@ -83,6 +99,7 @@ def run_sweep(exp: Experiment, log=print) -> str:
     from raysweep.tune.trial import run_trial
 
     check_writable(exp.cfg.storage)
+    check_downstream(exp)
     path = run_dir(exp)
     resuming = _check_resume(exp, path)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # probe_top1 first, top1 at the end
@@ -101,6 +118,8 @@ def run_sweep(exp: Experiment, log=print) -> str:
                                                               "space": exp.space, "variants": exp.variants}, default=str, indent=1).encode())
         from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 
+        from raysweep.tune.callbacks import SweepMetrics
+
         tuner = tune.Tuner(
             trainable,
             param_space=param_space(exp),
@@ -111,13 +130,16 @@ def run_sweep(exp: Experiment, log=print) -> str:
             run_config=tune.RunConfig(
                 name=exp.cfg.name,
                 failure_config=tune.FailureConfig(max_failures=1),
-                callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), TBXLoggerCallback()],
+                callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), TBXLoggerCallback(), SweepMetrics(exp.cfg.name)],
                 **storage,
             ),
         )
     results = tuner.fit()
     rows = trial_rows(results, exp)
     write_outputs(path, rows, exp, title=f"{exp.cfg.name}: downstream {exp.cfg.score.dataset} ({exp.cfg.score.mode})")
+    from raysweep.report.page import write_report
+
+    log(f"report: {write_report(path)}")
     failed = [r for r in results if r.error]
     if failed:
         first = " ".join(str(failed[0].error).split())[:300]

@@ -57,6 +57,13 @@ class Experiment:
         v = self.variants[index]
         return str(v.get("label") or ",".join(f"{k}={val}" for k, val in v.items()))
 
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "Experiment":
+        """The experiment as a run directory's experiment.json recorded it."""
+        exp = cls(base=dict(record["base"]), space=dict(record["space"]), variants=list(record.get("variants") or []))
+        exp.cfg = _validate(exp)
+        return exp
+
     @property
     def fingerprint(self) -> str:
         """What identifies the sweep (a rerun with the same fingerprint resumes it)."""
@@ -79,6 +86,7 @@ def load_experiment(yaml_path: str | None, overrides: Sequence[str]) -> Experime
         values.update(flatten(budgets[budget]))
     values.update(cli)
     values["budget"] = budget
+    _absolute_paths(values)
     space = {k: v for k, v in values.items() if is_space(v)}
     base = {k: v for k, v in values.items() if not is_space(v)}
     variants = [flatten(v) for v in (base.get("variants") or [])]
@@ -94,6 +102,21 @@ def load_experiment(yaml_path: str | None, overrides: Sequence[str]) -> Experime
     exp = Experiment(base=base, space=space, variants=[{k: v for k, v in var.items()} for var in variants])
     exp.cfg = _validate(exp)
     return exp
+
+
+LOCAL_PATH_KEYS = ("storage", "score.data_root", "data.image")
+
+
+def _absolute_paths(values: dict[str, Any]) -> None:
+    """Relative local paths are relative to where the command runs, not to where Ray runs a trial
+    (Tune and Train give their workers other working directories): make them absolute here."""
+    import os
+
+    for key in LOCAL_PATH_KEYS:
+        value = values.get(key)
+        if isinstance(value, str) and value and "://" not in value and not value.startswith("skimage:") \
+                and value.lower() not in ("none", "null"):
+            values[key] = os.path.abspath(os.path.expanduser(value))
 
 
 def _check_space(key: str, spec: dict) -> None:

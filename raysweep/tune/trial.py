@@ -6,6 +6,7 @@ ASHA's signal), at the end the downstream ``top1``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -70,6 +71,16 @@ class ScorePhase:
         self.ctx.report({**self.summary, **metrics}, None)
 
 
+class SilentPhase(ScorePhase):
+    """A side measurement (the extra probes): runs on the trial's workers, reports nothing itself."""
+
+    def __init__(self, ctx):
+        super().__init__(ctx, {})
+
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+        pass
+
+
 def trial_loop_per_worker(config: dict) -> None:
     import ray.train
 
@@ -98,10 +109,15 @@ def trial_loop_per_worker(config: dict) -> None:
     else:  # no pre-training: the scratch baseline
         torch.manual_seed(cfg.seed)
         downstream = create_model(cfg.model, data.num_classes)
+    for blocks in cfg.score.extra_probes:  # linear probes of the backbone as it enters scoring
+        probe_cfg = dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, mode="linear_probe", probe_blocks=blocks))
+        result = linear_probe(probe_cfg, copy.deepcopy(downstream), data, SilentPhase(ctx))
+        summary[f"probe{blocks}_top1"] = result["top1"]
     phase = ScorePhase(ctx, {k: v for k, v in summary.items() if v is not None})
     run = linear_probe if cfg.score.mode == "linear_probe" else finetune
     result = run(cfg, downstream, data, phase)
-    phase.report({**result, "trial_seconds": time.perf_counter() - start, "done": True}, None)
+    phase.report({**result, "trial_seconds": time.perf_counter() - start, "node_id": ray.get_runtime_context().get_node_id(),
+                  "done": True}, None)
 
 
 def run_name(cfg: Config) -> str:
@@ -128,7 +144,8 @@ def run_trial(params: dict, experiment) -> None:
     cfg = experiment.config_for(params)
     datasets, dataset_uri, num_classes = {}, "", cfg.data.L
     if cfg.pretrain.steps > 0:
-        dataset_uri = materialize(cfg.data, cfg.storage, log=lambda m: None, progress=False)
+        dataset_uri = materialize(cfg.data, cfg.storage, log=lambda m: None, progress=False,
+                                  render_resource=cfg.render_resource)
         datasets = {"train": ray_dataset(dataset_uri, in_process=True)}
         num_classes = spec_of(cfg.data).num_classes
     import ray
