@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test_tune import _finished_trials, experiment
+from test_tune import Cli, _finished_trials, experiment
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -62,16 +62,16 @@ def finished_sweep(ray_cluster, tmp_path_factory):
     exp = experiment(tmp_path, "delta_small", {"study": "delta", "data.delta": {"grid": [0.01, 0.1, 0.2]},
                                                "score.extra_probes": [1, 2]})
     run_dir = tmp_path / "runs" / "sweeps" / "delta_small"
-    proc = subprocess.Popen([sys.executable, "-m", "raysweep.tune", str(exp)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cli = Cli(tmp_path, exp)
     deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None and not _finished_trials(run_dir):
+    while time.time() < deadline and cli.poll() is None and not _finished_trials(run_dir):
         time.sleep(0.5)
-    assert _finished_trials(run_dir), f"no trial finished: {proc.stderr.read()[-3000:] if proc.poll() is not None else 'timeout'}"
+    assert _finished_trials(run_dir), f"no trial finished: {cli.stderr()[-3000:]}"
     during = report_cli(run_dir)
     in_progress = (run_dir / "report.html").read_text() if during.returncode == 0 else during.stderr
-    finished_then = proc.poll() is not None
-    out, err = proc.communicate(timeout=900)
-    assert proc.returncode == 0, err[-4000:]
+    finished_then = cli.poll() is not None
+    rc, out, err = cli.wait()
+    assert rc == 0, err[-4000:]
     return {"tmp": tmp_path, "run_dir": run_dir, "during": during, "in_progress": in_progress, "finished_then": finished_then,
             "stdout": out, "stderr": err}
 

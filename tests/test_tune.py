@@ -43,6 +43,27 @@ def tune_cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "raysweep.tune", *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
+class Cli:
+    """``python -m raysweep.tune`` in the background, its output going to files: a pipe that nobody
+    reads while the test polls would fill up and block the command."""
+
+    def __init__(self, tmp_path: Path, *args: str, env: dict | None = None):
+        self.out, self.err = tmp_path / f"cli-{time.monotonic_ns()}.out", tmp_path / f"cli-{time.monotonic_ns()}.err"
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "raysweep.tune", *map(str, args)], stdout=out, stderr=err,
+                                         text=True, env=env)
+
+    def poll(self):
+        return self.proc.poll()
+
+    def wait(self, timeout: int = 900) -> tuple[int, str, str]:
+        self.proc.wait(timeout=timeout)
+        return self.proc.returncode, self.out.read_text(), self.err.read_text()
+
+    def stderr(self) -> str:
+        return self.err.read_text()
+
+
 def rows(run_dir: Path) -> list[dict]:
     with open(run_dir / "results.csv") as f:
         return list(csv.DictReader(f))
@@ -79,14 +100,14 @@ def _finished_trials(run_dir: Path) -> dict[str, int]:
 def test_killed_sweep_resumes_without_redoing_finished_trials(ray_cluster, tmp_path):
     exp = experiment(tmp_path, "resume", {"data.delta": {"grid": [0.05, 0.1, 0.2]}})
     run_dir = tmp_path / "runs" / "sweeps" / "resume"
-    proc = subprocess.Popen([sys.executable, "-m", "raysweep.tune", str(exp)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cli = Cli(tmp_path, exp)
     deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None and not _finished_trials(run_dir):
+    while time.time() < deadline and cli.poll() is None and not _finished_trials(run_dir):
         time.sleep(0.5)
     finished = _finished_trials(run_dir)
-    assert finished, f"no trial finished: {proc.stderr.read()[-3000:] if proc.poll() is not None else 'running'}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert finished, f"no trial finished: {cli.stderr()[-3000:]}"
+    os.kill(cli.proc.pid, signal.SIGKILL)
+    cli.proc.wait()
     time.sleep(2)
     rerun = tune_cli(exp)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
@@ -129,6 +150,12 @@ def test_asha_schedules_on_the_quick_probe(ray_cluster, tmp_path):
         ({"sweep.search": "bayes"}, "sweep.search='bayes' is not allowed; choose one of: grid, random, optuna"),
         ({"sweep.scheduler": "asha", "sweep.probe_every": 0}, "sweep.scheduler=asha needs sweep.probe_every > 0"),
         ({"variants": [{"label": "x", "pretrain.stepz": 0}]}, "unknown config key 'pretrain.stepz'"),
+        # was accepted, then crashed inside Tune ("empty head and zero worker bundles")
+        ({"sweep.trial_cpus": 0}, "sweep.trial_cpus=0.0 is out of range; allowed: > 0"),
+        ({"score.extra_probes": [3, 0]}, "score.extra_probes[]=0 is out of range; allowed: >= 1"),
+        ({"study": "table5"}, "study='table5' is not allowed; choose one of: baselines, delta, sigma, L, real_image, linear_probe"),
+        ({"render_resource": "CPU"}, "render_resource='CPU' is not allowed; give a custom resource name"),
+        ({"score.dataset": "cifar10", "score.data_root": "/nonexistent/cifar"}, "score.data_root='/nonexistent/cifar' does not exist"),
     ],
 )
 def test_bad_configs_are_rejected_before_ray_starts(tmp_path, extra, message):

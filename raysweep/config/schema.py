@@ -281,8 +281,8 @@ class SweepConfig:
         for seed in self.seeds:
             _at_least("sweep.seeds[]", seed, 0)
         _at_least("sweep.max_concurrent_trials", self.max_concurrent_trials, 1)
-        if not self.trial_cpus >= 0:
-            raise ConfigError(f"sweep.trial_cpus={self.trial_cpus!r} is out of range; allowed: >= 0")
+        if not self.trial_cpus > 0:  # Tune cannot place a trial that asks for nothing
+            raise ConfigError(f"sweep.trial_cpus={self.trial_cpus!r} is out of range; allowed: > 0 (fractions such as 0.1 too)")
         _at_least("sweep.probe_every", self.probe_every, 0)
         _at_least("sweep.probe_train", self.probe_train, 10)
         _at_least("sweep.probe_test", self.probe_test, 10)

@@ -6,6 +6,7 @@ whether it failed (``error.txt``)."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 from raysweep.config import ConfigError
@@ -52,7 +53,7 @@ def load_run(run_dir: str) -> RunRecord:
     """Read a run directory; a one-line ConfigError if it is not one."""
     from raysweep.tune.space import Experiment
 
-    run_dir = run_dir.rstrip("/")
+    run_dir = run_dir.rstrip("/") if is_s3(run_dir) else os.path.abspath(os.path.expanduser(run_dir))
     try:
         text = _read_text(join(run_dir, EXPERIMENT_FILE))
     except Exception as e:  # noqa: BLE001 - unreachable endpoint, bad credentials, unreadable directory: one line

@@ -98,8 +98,8 @@ def run_sweep(exp: Experiment, log=print) -> str:
     from raysweep.storage import check_writable
     from raysweep.tune.trial import run_trial
 
-    check_writable(exp.cfg.storage)
     check_downstream(exp)
+    check_writable(exp.cfg.storage)
     path = run_dir(exp)
     resuming = _check_resume(exp, path)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # probe_top1 first, top1 at the end

@@ -85,7 +85,7 @@ def trial_loop_per_worker(config: dict) -> None:
     import ray.train
 
     from raysweep.pretrain.loop import config_from_dict, train
-    from raysweep.pretrain.run import decode_shard
+    from raysweep.dataset import load_arrays
     from raysweep.runtime import RayContext
     from raysweep.score.backbone import transfer
     from raysweep.score.datasets import load_downstream
@@ -99,7 +99,10 @@ def trial_loop_per_worker(config: dict) -> None:
     data = load_downstream(cfg.score.dataset, cfg.score.data_root)
     summary: dict = {"step": cfg.pretrain.steps}
     if cfg.pretrain.steps > 0:
-        images, labels = decode_shard(ray.train.get_dataset_shard("train"))
+        # The rendered dataset is small (L x instances images): each worker reads its slice of the
+        # shards straight from storage, with no Ray Data execution inside the trial.
+        images, labels = load_arrays(config["dataset_uri"])
+        images, labels = images[ctx.rank :: ctx.world_size], labels[ctx.rank :: ctx.world_size]
         probe = QuickProbe(cfg, data, ctx.device) if cfg.sweep.probe_every and ctx.rank == 0 else None
         metrics, model = train(cfg, images, labels, config["num_classes"], ctx, dataset_uri=config["dataset_uri"],
                                probe=probe, probe_every=cfg.sweep.probe_every)
@@ -134,7 +137,7 @@ def run_trial(params: dict, experiment) -> None:
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from raysweep.dataset import materialize, ray_dataset
+    from raysweep.dataset import materialize
     from raysweep.pretrain.run import ray_cpus, storage_args
     from raysweep.spec import spec_of
     from raysweep.storage import join
@@ -142,11 +145,10 @@ def run_trial(params: dict, experiment) -> None:
     if "__trial_index__" in params:  # optuna / random search with repeats: the Repeater's index picks the seed
         params = {**params, "seed": experiment.cfg.sweep.seeds[int(params["__trial_index__"])]}
     cfg = experiment.config_for(params)
-    datasets, dataset_uri, num_classes = {}, "", cfg.data.L
+    dataset_uri, num_classes = "", cfg.data.L
     if cfg.pretrain.steps > 0:
         dataset_uri = materialize(cfg.data, cfg.storage, log=lambda m: None, progress=False,
                                   render_resource=cfg.render_resource)
-        datasets = {"train": ray_dataset(dataset_uri, in_process=True)}
         num_classes = spec_of(cfg.data).num_classes
     import ray
 
@@ -164,7 +166,6 @@ def run_trial(params: dict, experiment) -> None:
             failure_config=ray.train.FailureConfig(max_failures=cfg.pretrain.max_failures),
             **storage_args(join(cfg.storage, "trials")),
         ),
-        datasets=datasets,
     )
     result = trainer.fit()
     if result.error:
