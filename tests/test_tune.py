@@ -181,15 +181,23 @@ def test_bad_command_lines(tmp_path):
 def test_variants_with_labels_and_a_failing_sweep_exits_non_zero(ray_cluster, tmp_path):
     """Regression: a variant's `label` reached the schema (every labelled trial failed), and a
     sweep whose trials failed still exited 0."""
+    # a variant whose downstream data does not exist is refused before Ray starts (one line, exit 2) ...
+    missing = experiment(tmp_path, "missing", {"variants": [{"label": "scratch", "pretrain.steps": 0},
+                                                            {"label": "broken", "pretrain.steps": 0, "score.dataset": "imagefolder",
+                                                             "score.data_root": str(tmp_path / "no-such-folder")}]})
+    refused = tune_cli(missing)
+    assert refused.returncode == 2 and str(tmp_path / "no-such-folder") in refused.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "runs").exists()
+    # ... so the failing trial here fails at run time: a probe deeper than the 2-block model
     exp = experiment(tmp_path, "labels", {"variants": [{"label": "scratch", "pretrain.steps": 0},
-                                                       {"label": "broken", "pretrain.steps": 0, "score.dataset": "imagefolder",
-                                                        "score.data_root": str(tmp_path / "no-such-folder")}],
+                                                       {"label": "broken", "pretrain.steps": 0, "score.mode": "linear_probe",
+                                                        "score.probe_blocks": 9}],
                                           "score.epochs": 1})
     proc = tune_cli(exp)
     run_dir = tmp_path / "runs" / "sweeps" / "labels"
     by_variant = {r["variant"]: r for r in rows(run_dir)}
     assert by_variant["scratch"]["status"] == "done", proc.stderr[-3000:]
-    assert by_variant["broken"]["status"] == "error"  # its downstream data does not exist
+    assert by_variant["broken"]["status"] == "error"  # score.probe_blocks=9 is out of range for the model
     assert proc.returncode == 1
     assert "error: 1 of 2 trials failed" in proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == str(run_dir)
