@@ -15,7 +15,7 @@ import numpy as np
 
 from raysweep.report.paper import Reference, published_value, reference_for
 from raysweep.report.records import RunRecord, TrialRecord, load_run
-from raysweep.report.results import EXTRA_PROBE, group_rows, plot, probe_columns, trial_rows
+from raysweep.report.results import COLUMNS, EXTRA_PROBE, fmt_mean_std, group_rows, plot, summary_table, trial_rows
 from raysweep.storage import atomic_write, exists, join
 
 REPORT_FILE = "report.html"
@@ -68,12 +68,6 @@ def _num(value, digits: int = 1) -> str:
     return "—" if not isinstance(value, (int, float)) else f"{value:.{digits}f}"
 
 
-def _mean_std(mean, std, digits: int = 1) -> str:
-    if mean is None:
-        return "—"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"
-
-
 def _img(png: bytes, alt: str) -> str:
     return f"<img alt='{_e(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
 
@@ -89,7 +83,7 @@ def _paper_section(ref: Reference | None, rows: list[dict], keys: list[str], cfg
         groups = group_rows(done, [column_key])
         groups.sort(key=lambda g: (0, float(g[column_key]), "") if isinstance(g[column_key], (int, float)) else (1, 0.0, str(g[column_key])))
         head = [column_key] + [str(g[column_key]) for g in groups]
-        cells_ours = [_mean_std(g["top1_mean"], g["top1_std"]) for g in groups]
+        cells_ours = [fmt_mean_std(g["top1_mean"], g["top1_std"]) for g in groups]
         cells_paper = [_num(published_value(ref, g[column_key])) for g in groups]
     ours = f"ours: {cfg.model.name}, {cfg.score.dataset} ({cfg.score.mode}), mean ± std over seeds"
     table = (
@@ -108,20 +102,11 @@ def _summary_section(rows: list[dict], keys: list[str]) -> str:
     done = [r for r in rows if r["status"] == "done"]
     if not done:
         return "<section id='summary'><h2>Summary</h2><p>No trial has finished yet.</p></section>"
-    probes = probe_columns(done)
-    groups = sorted(group_rows(done, keys), key=lambda g: -(g["top1_mean"] if g["top1_mean"] is not None else -1e9))
-    head = [*keys, "downstream top-1 (%)", *[f"probe {EXTRA_PROBE.match(p).group(1)} top-1 (%)" for p in probes],
-            "pre-train top-1 (%)", "pre-train loss", "wall (s)", "seeds"]
-    body = []
-    for g in groups:
-        cells = [str(g[k]) for k in keys] + [_mean_std(g["top1_mean"], g["top1_std"])]
-        cells += [_mean_std(g.get(f"{p}_mean"), g.get(f"{p}_std")) for p in probes]
-        cells += [_mean_std(g["pretrain_top1_mean"], g["pretrain_top1_std"]), _mean_std(g["pretrain_loss_mean"], g["pretrain_loss_std"], 3),
-                  _mean_std(g["wall_seconds_mean"], g["wall_seconds_std"], 0), str(g["seeds"])]
-        body.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    head, body = summary_table(done, keys)
     return ("<section id='summary'><h2>Summary (finished trials, mean ± std over seeds)</h2>"
             "<table class='sortable'><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"
-            + "".join(body) + "</tbody></table></section>")
+            + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>" for cells in body)
+            + "</tbody></table></section>")
 
 
 def _trials_section(rows: list[dict]) -> str:
@@ -195,7 +180,7 @@ def _curves_section(trials: list[TrialRecord], rows: list[dict]) -> str:
 
 
 def _is_metric(key: str) -> bool:
-    return key in ("top1", "top5", "best_top1", "pretrain_loss", "pretrain_top1", "probe_top1", "trial_seconds", "wall_seconds") or bool(EXTRA_PROBE.match(key))
+    return key in (*COLUMNS, "wall_seconds") or bool(EXTRA_PROBE.match(key))
 
 
 def _datasets_section(run: RunRecord) -> str:
@@ -206,10 +191,7 @@ def _datasets_section(run: RunRecord) -> str:
     seen: dict[str, str] = {}
     for t in run.trials:
         try:
-            params = dict(t.config)
-            if "__trial_index__" in params:
-                params["seed"] = exp.cfg.sweep.seeds[int(params["__trial_index__"])]
-            cfg = exp.config_for(params)
+            cfg = exp.config_for(exp.with_seed(t.config))
         except Exception:  # noqa: BLE001 - a trial whose config no longer resolves is shown without its dataset
             continue
         if cfg.pretrain.steps <= 0:

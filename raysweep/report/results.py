@@ -34,9 +34,7 @@ def trial_rows(results, experiment) -> list[dict[str, Any]]:
             row[key] = params.get(key)
         if experiment.variants:
             row["variant"] = experiment.variant_name(int(params.get("variant", 0)))
-        seed = params.get("seed")
-        if "__trial_index__" in params:
-            seed = experiment.cfg.sweep.seeds[int(params["__trial_index__"])]
+        seed = experiment.with_seed(params).get("seed")
         row["seed"] = seed if seed is not None else experiment.cfg.sweep.seeds[0]
         metrics = r.metrics or {}
         row["status"] = "error" if r.error else ("done" if metrics.get("done") else "stopped")
@@ -69,26 +67,34 @@ def group_rows(rows: list[dict], keys: list[str]) -> list[dict]:
     return out
 
 
-def _fmt(mean, std, digits=1) -> str:
+def fmt_mean_std(mean, std, digits=1) -> str:
     if mean is None:
         return "—"
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"
 
 
-def markdown(rows: list[dict], keys: list[str], title: str) -> str:
+def summary_table(rows: list[dict], keys: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Configurations over seeds, best first: the header and the cells (results.md and report.html)."""
     grouped = sorted(group_rows(rows, keys), key=lambda g: -(g["top1_mean"] if g["top1_mean"] is not None else -math.inf))
     probes = probe_columns(rows)
     pretrained = any(isinstance(r.get("pretrain_top1"), float) for r in rows)
     head = [*keys, "downstream top-1 (%)", *[f"probe {EXTRA_PROBE.match(p).group(1)} top-1 (%)" for p in probes],
             "pre-train loss", *(["pre-train top-1 (%)"] if pretrained else []), "wall (s)", "seeds"]
-    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    body = []
     for g in grouped:
         cells = [str(g[k]) for k in keys]
-        cells += [_fmt(g["top1_mean"], g["top1_std"]), *[_fmt(g.get(f"{p}_mean"), g.get(f"{p}_std")) for p in probes],
-                  _fmt(g["pretrain_loss_mean"], g["pretrain_loss_std"], 3),
-                  *([_fmt(g["pretrain_top1_mean"], g["pretrain_top1_std"])] if pretrained else []),
-                  _fmt(g["wall_seconds_mean"], g["wall_seconds_std"], 0), str(g["seeds"])]
-        lines.append("| " + " | ".join(cells) + " |")
+        cells += [fmt_mean_std(g["top1_mean"], g["top1_std"]), *[fmt_mean_std(g.get(f"{p}_mean"), g.get(f"{p}_std")) for p in probes],
+                  fmt_mean_std(g["pretrain_loss_mean"], g["pretrain_loss_std"], 3),
+                  *([fmt_mean_std(g["pretrain_top1_mean"], g["pretrain_top1_std"])] if pretrained else []),
+                  fmt_mean_std(g["wall_seconds_mean"], g["wall_seconds_std"], 0), str(g["seeds"])]
+        body.append(cells)
+    return head, body
+
+
+def markdown(rows: list[dict], keys: list[str], title: str) -> str:
+    head, body = summary_table(rows, keys)
+    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines) + "\n"
 
 

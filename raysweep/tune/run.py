@@ -76,8 +76,7 @@ def check_downstream(exp: Experiment) -> None:
     corrupt ``score.data_root`` is a one-line error here, not a failure in every trial."""
     from raysweep.score.datasets import load_downstream
 
-    first = {k: next(iter(spec.values()))[0] for k, spec in exp.space.items()}
-    configs = [exp.cfg] + [exp.config_for({**first, "variant": i}) for i in range(len(exp.variants))]
+    configs = [exp.cfg] + [exp.config_for({**exp.first_point(), "variant": i}) for i in range(len(exp.variants))]
     seen = set()
     for cfg in configs:
         key = (cfg.score.dataset, cfg.score.data_root)

@@ -36,6 +36,17 @@ class Experiment:
     variants: list[dict[str, Any]] = field(default_factory=list)  # flat override sets
     cfg: Config = None  # the base configuration, validated  # type: ignore[assignment]
 
+    def with_seed(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Tune's parameters of a trial with its seed: optuna/random search with repeats give the
+        Repeater's index (``__trial_index__``) into ``sweep.seeds`` instead of a seed."""
+        if "__trial_index__" in params:
+            return {**params, "seed": self.cfg.sweep.seeds[int(params["__trial_index__"])]}
+        return dict(params)
+
+    def first_point(self) -> dict[str, Any]:
+        """The first value of every search space (what validation and pre-flight checks use)."""
+        return {k: _representative(v) for k, v in self.space.items()}
+
     def config_for(self, params: Mapping[str, Any]) -> Config:
         """The configuration of one trial: base, then its sampled values, variant and seed."""
         values = dict(self.base)
@@ -134,8 +145,7 @@ def _check_space(key: str, spec: dict) -> None:
 def _validate(exp: Experiment) -> Config:
     """Build the configuration for every grid value, both ends of every range and every variant:
     any invalid value is reported (one line, naming it) before Ray starts."""
-    first = {k: _representative(v) for k, v in exp.space.items()}
-    probe = {**exp.base, **first}
+    probe = {**exp.base, **exp.first_point()}
     probe.pop("variants", None)
     cfg = build_config({k: v for k, v in probe.items()})
     for key, spec in exp.space.items():

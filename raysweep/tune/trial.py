@@ -142,9 +142,7 @@ def run_trial(params: dict, experiment) -> None:
     from raysweep.spec import spec_of
     from raysweep.storage import join
 
-    if "__trial_index__" in params:  # optuna / random search with repeats: the Repeater's index picks the seed
-        params = {**params, "seed": experiment.cfg.sweep.seeds[int(params["__trial_index__"])]}
-    cfg = experiment.config_for(params)
+    cfg = experiment.config_for(experiment.with_seed(params))
     dataset_uri, num_classes = "", cfg.data.L
     if cfg.pretrain.steps > 0:
         dataset_uri = materialize(cfg.data, cfg.storage, log=lambda m: None, progress=False,
