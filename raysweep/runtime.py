@@ -25,6 +25,23 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     ray.init(address=address or "local", logging_level="warning", log_to_driver=True, **kwargs)
 
 
+
+def pin_autoscaling_coordinator() -> None:
+    """Create Ray's cluster-wide AutoscalingCoordinator (a detached, named actor that Ray Data and
+    Ray Train share) on this node, the driver's, before any trial does.
+
+    Ray pins that actor, without fallback, to the node of whoever first asks for it. Left to the
+    first trial, that is a worker node; when that node dies, the actor can never be placed again
+    and every later resource request to it fails for the rest of the cluster's life. The driver's
+    node (the head, under ``ray job submit``) lives as long as the sweep."""
+    try:
+        from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
+            get_or_create_autoscaling_coordinator,
+        )
+    except ImportError:  # a Ray without it: nothing to pin
+        return
+    get_or_create_autoscaling_coordinator()
+
 def loopback_only() -> None:
     """Make the local Ray about to start bind its servers (GCS, raylet, workers, agents) to
     127.0.0.1 instead of this machine's network address.

@@ -54,10 +54,16 @@ def test_cluster_yaml_passes_rays_autoscaler_validation():
 # ------------------------------------------------------------------------------- multi-node Ray
 
 
-def _cluster(head_cpus: int, *nodes: dict):
+def _cluster(monkeypatch, head_cpus: int, *nodes: dict):
     from ray.cluster_utils import Cluster
 
     import socket
+
+    # The nodes' processes inherit this environment. With the session Ray's RAY_ADDRESS in it, Ray's
+    # own State API clients on these nodes (Train's PlacementGroupCleaner among them) would query the
+    # session Ray instead of this cluster, and the cleaner would exit, taking a dead node's placement
+    # group for orphaned. Nodes added later by the test start without it as well.
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
 
     with socket.socket() as s:  # the session's Ray has the default dashboard port
         s.bind(("127.0.0.1", 0))
@@ -77,8 +83,8 @@ def _results(run_dir: Path) -> list[dict]:
     return out
 
 
-def test_multi_node_sweep_renders_on_render_nodes(ray_cluster, tmp_path):
-    cluster, (render_node, plain_node) = _cluster(1, {"num_cpus": 2, "resources": {"render": 2}}, {"num_cpus": 2})
+def test_multi_node_sweep_renders_on_render_nodes(ray_cluster, tmp_path, monkeypatch):
+    cluster, (render_node, plain_node) = _cluster(monkeypatch, 1, {"num_cpus": 2, "resources": {"render": 2}}, {"num_cpus": 2})
     try:
         exp = experiment(tmp_path, "multinode", {"data.delta": {"grid": [0.05, 0.2]}, "render_resource": "render",
                                                  "sweep.max_concurrent_trials": 2, "sweep.trial_cpus": 0.1})
@@ -99,12 +105,19 @@ def test_multi_node_sweep_renders_on_render_nodes(ray_cluster, tmp_path):
         cluster.shutdown()
 
 
-@pytest.mark.skip(reason="open (issue 7): after the node dies, Ray Train V2's controller retries the worker group forever "
-                         "(WorkerGroupStartupTimeoutError, 'node specified via NodeAffinitySchedulingStrategy doesn't exist "
-                         "any more') instead of resuming; passed once by hand when the trial's own driver died, not reliably")
-def test_a_worker_node_killed_mid_trial_resumes_from_its_checkpoint(ray_cluster, tmp_path):
+def _registered_checkpoints(trials: Path) -> list[str]:
+    names = []
+    for path in glob.glob(str(trials / "*" / "checkpoint_manager_snapshot.json")):
+        try:
+            names += [c["checkpoint_dir_name"] for c in json.loads(Path(path).read_text())["checkpoint_results"]]
+        except (ValueError, KeyError, OSError):  # being written
+            pass
+    return names
+
+
+def test_a_worker_node_killed_mid_trial_resumes_from_its_checkpoint(ray_cluster, tmp_path, monkeypatch):
     # the head has no CPU: the trial's driver and its Train worker both run on the worker node
-    cluster, (worker,) = _cluster(0, {"num_cpus": 2})
+    cluster, (worker,) = _cluster(monkeypatch, 0, {"num_cpus": 2})
     try:
         exp = experiment(tmp_path, "nodekill", {"pretrain.steps": 400, "pretrain.checkpoint_every": 20, "pretrain.report_every": 20,
                                                 "sweep.probe_every": 0, "pretrain.max_failures": 3})
@@ -112,7 +125,9 @@ def test_a_worker_node_killed_mid_trial_resumes_from_its_checkpoint(ray_cluster,
         cli = Cli(tmp_path, exp, env=env)
         trials = tmp_path / "runs" / "trials"
         deadline = time.time() + 600
-        while time.time() < deadline and cli.poll() is None and not glob.glob(str(trials / "*" / "checkpoint_*" / "state.json")):
+        # a checkpoint counts once Ray Train's controller has registered it in the run's snapshot
+        # (its folder is written a moment before): only then can a new attempt resume from it
+        while time.time() < deadline and cli.poll() is None and not _registered_checkpoints(trials):
             time.sleep(0.5)
         assert cli.poll() is None, f"the sweep ended before a checkpoint: {cli.stderr()[-3000:]}"
         cluster.remove_node(worker, allow_graceful=False)  # a crash, not a shutdown
@@ -124,8 +139,24 @@ def test_a_worker_node_killed_mid_trial_resumes_from_its_checkpoint(ray_cluster,
         states = [json.loads(Path(p).read_text()) for p in glob.glob(str(trials / "*" / "checkpoint_*" / "state.json"))]
         last = max(states, key=lambda s: s["step"])
         assert last["step"] == 400 and last["resumed_from"] > 0, "resumed from a checkpoint, not from step 0"
+        # Ray's shared AutoscalingCoordinator was created on the sweep driver's node (the head), so it
+        # did not die with the worker node
+        probe = subprocess.run([sys.executable, "-c", COORDINATOR], capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "RAY_ADDRESS": cluster.address})
+        assert probe.returncode == 0, probe.stderr[-2000:]
+        state, node = json.loads(probe.stdout.strip().splitlines()[-1])
+        assert state == "ALIVE" and node == cluster.head_node.node_id, (state, node)
     finally:
         cluster.shutdown()
+
+
+COORDINATOR = r"""
+import json, ray
+from ray.util.state import list_actors
+ray.init(logging_level="error")
+[actor] = list_actors(filters=[("class_name", "=", "_AutoscalingCoordinatorActor")], detail=True)
+print(json.dumps([actor.state, actor.node_id]))
+"""
 
 
 # ------------------------------------------------------------------------------------- monitoring

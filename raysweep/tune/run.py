@@ -93,7 +93,7 @@ def run_sweep(exp: Experiment, log=print) -> str:
 
     from raysweep.pretrain.run import storage_args
     from raysweep.report.results import trial_rows, write_outputs
-    from raysweep.runtime import ensure_ray
+    from raysweep.runtime import ensure_ray, pin_autoscaling_coordinator
     from raysweep.storage import check_writable
     from raysweep.tune.trial import run_trial
 
@@ -104,6 +104,7 @@ def run_sweep(exp: Experiment, log=print) -> str:
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # probe_top1 first, top1 at the end
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
     ensure_ray()
+    pin_autoscaling_coordinator()
     sweep = exp.cfg.sweep
     trainable = tune.with_resources(tune.with_parameters(run_trial, experiment=exp), {"cpu": sweep.trial_cpus})
     storage = storage_args(join(exp.cfg.storage, "sweeps"))
