@@ -87,6 +87,25 @@ def test_two_point_grid_produces_both_rows(ray_cluster, tmp_path):
     assert list(run_dir.glob("run_trial_*/events.out.tfevents.*")), "TensorBoard logs as Tune writes them"
 
 
+def test_a_trial_trainer_starts_no_dataset_actor_unless_given_datasets(ray_cluster, tmp_path):
+    # Ray Train starts a DatasetManager actor at every worker-group start, datasets or not; trials
+    # read their data themselves, so theirs leaves it out (one process less per trial)
+    import ray.data
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from raysweep.tune.trial import trial_trainer_class
+
+    kwargs = {"scaling_config": ray.train.ScalingConfig(num_workers=1),
+              "run_config": ray.train.RunConfig(name="callbacks", storage_path=str(tmp_path))}
+    names = lambda trainer: {type(c).__name__ for c in trainer._create_default_callbacks()}  # noqa: E731
+    assert "DatasetsCallback" in names(TorchTrainer(lambda c: None, **kwargs)), "Ray's default, which this works around"
+    trial = names(trial_trainer_class()(lambda c: None, **kwargs))
+    assert "DatasetsCallback" not in trial and {"PlacementGroupCleanerCallback", "BackendSetupCallback"} <= trial
+    fed = trial_trainer_class()(lambda c: None, datasets={"train": ray.data.range(3)}, **kwargs)
+    assert "DatasetsCallback" in names(fed), "a trainer given datasets keeps it"
+
+
 def _finished_trials(run_dir: Path) -> dict[str, int]:
     """Trial directory -> number of results it has logged, for trials that reported their end."""
     done = {}
