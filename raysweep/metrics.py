@@ -59,16 +59,17 @@ def record_trial_result(experiment: str, trial: str, result: dict) -> None:
     """Called by the sweep's driver on every result a trial reports."""
     if not _ray_ready():
         return
-    tags = {"experiment": experiment, "trial": trial}
     if isinstance(result.get("images_per_second"), (int, float)):
         _gauge("raysweep_train_images_per_second", "Pre-training images per second of a trial (all workers)",
-               ("experiment", "trial")).set(float(result["images_per_second"]), tags=tags)
-    if result.get("done") and isinstance(result.get("top1"), (int, float)):
+               ("experiment", "trial")).set(float(result["images_per_second"]), tags={"experiment": experiment, "trial": trial})
+
+
+def record_trial_finished(experiment: str, trial: str, last_result: dict) -> None:
+    """Called by the sweep's driver when a trial ends (done, or stopped early by the scheduler)."""
+    if not _ray_ready():
+        return
+    if isinstance(last_result.get("top1"), (int, float)):
         _gauge("raysweep_trial_top1", "Downstream top-1 (%) of a finished trial", ("experiment", "trial")).set(
-            float(result["top1"]), tags=tags)
-
-
-def record_trial_finished(experiment: str) -> None:
-    if _ray_ready():
-        _counter("raysweep_trials_finished", "Trials finished (done or stopped early)", ("experiment",)).inc(
-            1, tags={"experiment": experiment})
+            float(last_result["top1"]), tags={"experiment": experiment, "trial": trial})
+    _counter("raysweep_trials_finished", "Trials finished (done or stopped early)", ("experiment",)).inc(
+        1, tags={"experiment": experiment})

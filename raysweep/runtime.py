@@ -59,10 +59,11 @@ def loopback_only() -> None:
 class RayContext:
     """The Train worker's view: its rank, its device, DDP, and ray.train's report/checkpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, tags: dict | None = None) -> None:
         import ray.train
         import ray.train.torch
 
+        self.tags = dict(tags or {})  # added to every report
         ctx = ray.train.get_context()
         self.rank = ctx.get_world_rank()
         self.world_size = ctx.get_world_size()
@@ -85,7 +86,7 @@ class RayContext:
         import ray.train
 
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        ray.train.report({**metrics, **self.tags}, checkpoint=checkpoint)
 
 
 class LocalContext:

@@ -97,7 +97,7 @@ def test_multi_node_sweep_renders_on_render_nodes(ray_cluster, tmp_path, monkeyp
         render_nodes = {s["node"] for m in manifests for s in json.loads(Path(m).read_text())["shards"]}
         assert render_nodes == {render_node.node_id}, "every shard was rendered on the render node"
         results = _results(run_dir)
-        assert len(results) == 2 and all(r.get("done") for r in results)
+        assert len(results) == 2 and all(r.get("finished") for r in results)
         train_nodes = {r["node_id"] for r in results}
         assert len(train_nodes | render_nodes) >= 2, "the sweep ran on more than one node"
         assert train_nodes <= {cluster.head_node.node_id, render_node.node_id, plain_node.node_id}
@@ -135,7 +135,7 @@ def test_a_worker_node_killed_mid_trial_resumes_from_its_checkpoint(ray_cluster,
         rc, out, err = cli.wait(timeout=480)
         assert rc == 0, err[-4000:]
         results = _results(Path(out.strip().splitlines()[-1]))
-        assert len(results) == 1 and results[0].get("done") and results[0]["step"] == 400
+        assert len(results) == 1 and results[0].get("finished") and results[0]["step"] == 400
         states = [json.loads(Path(p).read_text()) for p in glob.glob(str(trials / "*" / "checkpoint_*" / "state.json"))]
         last = max(states, key=lambda s: s["step"])
         assert last["step"] == 400 and last["resumed_from"] > 0, "resumed from a checkpoint, not from step 0"

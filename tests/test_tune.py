@@ -85,6 +85,10 @@ def test_two_point_grid_produces_both_rows(ray_cluster, tmp_path):
     assert best["config"]["data"]["delta"] in (0.05, 0.2) and best["config"]["data"]["L"] == 8
     assert (run_dir / "plots" / "top1_vs_data_delta.png").read_bytes()[:4] == b"\x89PNG"
     assert list(run_dir.glob("run_trial_*/events.out.tfevents.*")), "TensorBoard logs as Tune writes them"
+    for result in run_dir.glob("run_trial_*/result.json"):
+        lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        assert lines[-1].get("finished") and not any(r.get("done") for r in lines), \
+            "a trial ends when its Train run returns, not on a result saying done=True (Tune then kills the run mid-shutdown)"
 
 
 def test_a_trial_trainer_starts_no_dataset_actor_unless_given_datasets(ray_cluster, tmp_path):
@@ -106,12 +110,28 @@ def test_a_trial_trainer_starts_no_dataset_actor_unless_given_datasets(ray_clust
     assert "DatasetsCallback" in names(fed), "a trainer given datasets keeps it"
 
 
+def test_a_stopped_trials_worker_group_is_released(ray_cluster):
+    import ray
+    from ray.util.placement_group import placement_group, placement_group_table
+
+    from raysweep.tune.callbacks import release_placement_group
+
+    group = placement_group([{"CPU": 1}])
+    ray.get(group.ready(), timeout=60)
+    assert release_placement_group(group.id.hex()) is True
+    deadline = time.time() + 30
+    while placement_group_table(group)["state"] != "REMOVED" and time.time() < deadline:
+        time.sleep(0.2)
+    assert placement_group_table(group)["state"] == "REMOVED"
+    assert release_placement_group(group.id.hex()) is False, "a group already gone is left alone"
+
+
 def _finished_trials(run_dir: Path) -> dict[str, int]:
     """Trial directory -> number of results it has logged, for trials that reported their end."""
     done = {}
     for result in run_dir.glob("run_trial_*/result.json"):
         lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
-        if any(r.get("done") for r in lines):
+        if any(r.get("finished") for r in lines):
             done[result.parent.name] = len(lines)
     return done
 

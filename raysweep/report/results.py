@@ -24,6 +24,13 @@ def probe_columns(rows: list[dict]) -> list[str]:
     return sorted(found, key=lambda k: int(EXTRA_PROBE.match(k).group(1)))
 
 
+def trial_finished(metrics: dict) -> bool:
+    """Whether a trial's last result is the one it reports at its end (scored), as opposed to a
+    trial that a scheduler stopped early. (Runs written before the ``finished`` key carried
+    Tune's reserved ``done`` there instead.)"""
+    return bool(metrics.get("finished") or (metrics.get("done") and "trial_seconds" in metrics))
+
+
 def trial_rows(results, experiment) -> list[dict[str, Any]]:
     """One dict per trial: swept values, status and metrics."""
     rows = []
@@ -37,7 +44,7 @@ def trial_rows(results, experiment) -> list[dict[str, Any]]:
         seed = experiment.with_seed(params).get("seed")
         row["seed"] = seed if seed is not None else experiment.cfg.sweep.seeds[0]
         metrics = r.metrics or {}
-        row["status"] = "error" if r.error else ("done" if metrics.get("done") else "stopped")
+        row["status"] = "error" if r.error else ("done" if trial_finished(metrics) else "stopped")
         for column in [*COLUMNS, *sorted(k for k in metrics if EXTRA_PROBE.match(k))]:
             value = metrics.get(column)
             row[column] = float(value) if isinstance(value, (int, float)) else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ray.tune import Callback
 
 from raysweep.metrics import record_trial_finished, record_trial_result
+from raysweep.tune.trial import TRAIN_PLACEMENT_GROUP
 
 
 class SweepMetrics(Callback):
@@ -18,4 +19,48 @@ class SweepMetrics(Callback):
         record_trial_result(self.experiment, trial.trial_id, result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        record_trial_finished(self.experiment)
+        record_trial_finished(self.experiment, trial.trial_id, trial.last_result or {})
+
+
+class ReleaseTrainResources(Callback):
+    """Frees the worker-group placement group of a trial that Tune stopped mid-run.
+
+    Tune stops a trial (an ASHA decision, say) by ending its trainable, which takes the trial's
+    Train controller with it. The worker group's placement group belongs to the sweep's job, not
+    to the controller: Ray Train relies on a cleaner actor to remove it, and on this machine a
+    group now and then outlived its run that way, holding its CPU while the next trial's workers
+    waited for it forever. Each trial reports its group's id; when a trial ends, a group still
+    standing is removed. (A trial that finished normally has removed its own already.)"""
+
+    def __init__(self):
+        self._groups: dict[str, str] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get(TRAIN_PLACEMENT_GROUP):
+            self._groups[trial.trial_id] = result[TRAIN_PLACEMENT_GROUP]
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._release(trial.trial_id)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._release(trial.trial_id)
+
+    def _release(self, trial_id: str) -> None:
+        group = self._groups.pop(trial_id, None)
+        if group:
+            release_placement_group(group)
+
+
+def release_placement_group(group_hex: str) -> bool:
+    """Remove the placement group with this id unless it is gone already; True if removed."""
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    group = PlacementGroup(PlacementGroupID(bytes.fromhex(group_hex)))
+    try:
+        if placement_group_table(group).get("state") in (None, "REMOVED"):
+            return False
+        remove_placement_group(group)
+        return True
+    except Exception:  # removed meanwhile by its own run
+        return False

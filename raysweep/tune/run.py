@@ -46,7 +46,9 @@ def _scheduler(exp: Experiment):
     if sweep.scheduler == "fifo":
         return FIFOScheduler()
     return ASHAScheduler(
-        metric="probe_top1", mode="max", time_attr="step", max_t=max(1, exp.cfg.pretrain.steps),
+        # max_t past the last step: ASHA stops a trial that reaches max_t, and a trial at its last
+        # pre-training step still has its scoring to do (its results keep step = steps)
+        metric="probe_top1", mode="max", time_attr="step", max_t=max(1, exp.cfg.pretrain.steps) + 1,
         grace_period=sweep.grace_period or 2 * sweep.probe_every, reduction_factor=sweep.reduction_factor,
     )
 
@@ -118,7 +120,7 @@ def run_sweep(exp: Experiment, log=print) -> str:
                                                               "space": exp.space, "variants": exp.variants}, default=str, indent=1).encode())
         from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 
-        from raysweep.tune.callbacks import SweepMetrics
+        from raysweep.tune.callbacks import ReleaseTrainResources, SweepMetrics
 
         tuner = tune.Tuner(
             trainable,
@@ -130,7 +132,8 @@ def run_sweep(exp: Experiment, log=print) -> str:
             run_config=tune.RunConfig(
                 name=exp.cfg.name,
                 failure_config=tune.FailureConfig(max_failures=1),
-                callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), TBXLoggerCallback(), SweepMetrics(exp.cfg.name)],
+                callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), TBXLoggerCallback(), SweepMetrics(exp.cfg.name),
+                           ReleaseTrainResources()],
                 **storage,
             ),
         )

@@ -19,6 +19,7 @@ import torch
 from raysweep.config import Config, to_dict
 
 REPORT_POLL_SECONDS = 0.25
+TRAIN_PLACEMENT_GROUP = "train_placement_group"  # reported, so the sweep can free it (tune.callbacks)
 
 
 class QuickProbe:
@@ -86,6 +87,7 @@ class SilentPhase(ScorePhase):
 
 def trial_loop_per_worker(config: dict) -> None:
     import ray.train
+    import ray.util
 
     from raysweep.pretrain.loop import config_from_dict, train
     from raysweep.dataset import load_arrays
@@ -98,7 +100,8 @@ def trial_loop_per_worker(config: dict) -> None:
     cfg = config_from_dict(config["cfg"])
     torch.set_num_threads(max(1, int(config.get("threads_per_worker", 1))))
     start = time.perf_counter()
-    ctx = RayContext()
+    group = ray.util.get_current_placement_group()  # the Train run's worker group
+    ctx = RayContext(tags={TRAIN_PLACEMENT_GROUP: group.id.hex()} if group else None)
     data = load_downstream(cfg.score.dataset, cfg.score.data_root)
     summary: dict = {"step": cfg.pretrain.steps}
     if cfg.pretrain.steps > 0:
@@ -122,8 +125,10 @@ def trial_loop_per_worker(config: dict) -> None:
     phase = ScorePhase(ctx, {k: v for k, v in summary.items() if v is not None})
     run = linear_probe if cfg.score.mode == "linear_probe" else finetune
     result = run(cfg, downstream, data, phase)
+    # "finished", not "done": "done" is Tune's, and a result carrying done=True makes Tune stop the
+    # trial at once, killing its Train run (controller, workers) before that run has shut down
     phase.report({**result, "trial_seconds": time.perf_counter() - start, "node_id": ray.get_runtime_context().get_node_id(),
-                  "done": True}, None)
+                  "finished": True}, None)
 
 
 def run_name(cfg: Config) -> str:
