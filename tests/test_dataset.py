@@ -103,7 +103,16 @@ def test_killed_render_resumes_to_identical_shards(ray_cluster, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     dataset_dir = shards[0].parent
-    done = sorted(p.name for p in dataset_dir.glob("shard-*.parquet"))
+    # the render actor dies with its driver, but a shard it is writing at that moment may still land:
+    # count the shards once the folder has stopped changing
+    done, deadline = None, time.time() + 60
+    while time.time() < deadline:
+        listing = sorted(p.name for p in dataset_dir.iterdir())
+        if listing == done:
+            break
+        done = listing
+        time.sleep(3)
+    done = [name for name in done if name.endswith(".parquet") and name.startswith("shard-")]
     assert not (dataset_dir / "manifest.json").exists(), "a killed render must not look complete"
     assert 1 <= len(done) < 10
     resumed = subprocess.run(_cli(f"storage={storage}", *args), capture_output=True, text=True, timeout=600)
