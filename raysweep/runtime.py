@@ -25,7 +25,6 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     ray.init(address=address or "local", logging_level="warning", log_to_driver=True, **kwargs)
 
 
-
 def pin_autoscaling_coordinator() -> None:
     """Create Ray's cluster-wide AutoscalingCoordinator (a detached, named actor that Ray Data and
     Ray Train share) on this node, the driver's, before any trial does.
@@ -41,6 +40,7 @@ def pin_autoscaling_coordinator() -> None:
     except ImportError:  # a Ray without it: nothing to pin
         return
     get_or_create_autoscaling_coordinator()
+
 
 def loopback_only() -> None:
     """Make the local Ray about to start bind its servers (GCS, raylet, workers, agents) to

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from shared_material import skip_unless_shared
 from test_tune import Cli, _finished_trials, experiment
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -162,8 +163,7 @@ def test_published_reference_is_the_method_pages_table():
     from raysweep.report.paper import REFERENCES, published_value
 
     doc = Path(__file__).resolve().parents[2] / "shared" / "docs" / "1p-frac.md"
-    if not doc.exists():
-        pytest.skip("../shared/docs/1p-frac.md is not beside the checkout")
+    skip_unless_shared(doc, "the method page")
     lines = doc.read_text().splitlines()
     head = next(line for line in lines if line.startswith("| Δ"))
     row = next(line for line in lines if line.startswith("| top-1"))

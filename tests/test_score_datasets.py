@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from shared_material import skip_unless_shared
 
 from raysweep.config import ConfigError
 from raysweep.score import datasets as ds
@@ -76,8 +77,7 @@ def copy_subset(dest: Path, skip: tuple[str, ...] = ()) -> Path:
 
 @pytest.fixture(scope="module")
 def subset() -> Downstream:
-    if not SUBSET.exists():
-        pytest.skip(f"the CIFAR-10 subset is not at {SUBSET}")
+    skip_unless_shared(SUBSET, "the CIFAR-10 subset")
     return load_downstream("cifar10", str(SUBSET))  # the parent of cifar-10-batches-py
 
 

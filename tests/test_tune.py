@@ -98,15 +98,15 @@ def test_a_trial_trainer_starts_no_dataset_actor_unless_given_datasets(ray_clust
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from raysweep.tune.trial import trial_trainer_class
+    from raysweep.tune.trial import TrialTrainer
 
     kwargs = {"scaling_config": ray.train.ScalingConfig(num_workers=1),
               "run_config": ray.train.RunConfig(name="callbacks", storage_path=str(tmp_path))}
     names = lambda trainer: {type(c).__name__ for c in trainer._create_default_callbacks()}  # noqa: E731
     assert "DatasetsCallback" in names(TorchTrainer(lambda c: None, **kwargs)), "Ray's default, which this works around"
-    trial = names(trial_trainer_class()(lambda c: None, **kwargs))
+    trial = names(TrialTrainer(lambda c: None, **kwargs))
     assert "DatasetsCallback" not in trial and {"PlacementGroupCleanerCallback", "BackendSetupCallback"} <= trial
-    fed = trial_trainer_class()(lambda c: None, datasets={"train": ray.data.range(3)}, **kwargs)
+    fed = TrialTrainer(lambda c: None, datasets={"train": ray.data.range(3)}, **kwargs)
     assert "DatasetsCallback" in names(fed), "a trainer given datasets keeps it"
 
 

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import torch
+from ray.train.torch import TorchTrainer
 
 from raysweep.config import Config, to_dict
 
@@ -138,27 +139,23 @@ def run_name(cfg: Config) -> str:
     return f"trial-{hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]}"
 
 
-def trial_trainer_class():
+class TrialTrainer(TorchTrainer):
     """TorchTrainer for a trial, without Ray Train's dataset actor.
 
     A trial's workers read their dataset straight from storage (no Ray Dataset is handed to the
     trainer), yet Ray Train 2.60 starts a DatasetManager actor at every worker-group start
     regardless, and the workers wait for it: a process and ~1.5 s of every trial's fixed cost on
     a small machine. With no datasets given, this trainer leaves out the callback that starts it."""
-    from ray.train.torch import TorchTrainer
 
-    class TrialTrainer(TorchTrainer):
-        def _create_default_callbacks(self):
-            callbacks = super()._create_default_callbacks()
-            if self.datasets:
-                return callbacks
-            try:
-                from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
-            except ImportError:  # another Ray layout: keep Ray's defaults
-                return callbacks
-            return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
-
-    return TrialTrainer
+    def _create_default_callbacks(self):
+        callbacks = super()._create_default_callbacks()
+        if self.datasets:
+            return callbacks
+        try:
+            from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+        except ImportError:  # another Ray layout: keep Ray's defaults
+            return callbacks
+        return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
 
 
 def run_trial(params: dict, experiment) -> None:
@@ -186,7 +183,7 @@ def run_trial(params: dict, experiment) -> None:
 
     use_gpu = bool(ray.cluster_resources().get("GPU", 0)) if cfg.pretrain.use_gpu is None else cfg.pretrain.use_gpu
     workers = cfg.pretrain.workers
-    trainer = trial_trainer_class()(
+    trainer = TrialTrainer(
         trial_loop_per_worker,
         train_loop_config={"cfg": to_dict(cfg), "num_classes": num_classes, "dataset_uri": dataset_uri,
                            "threads_per_worker": max(1, int(ray_cpus() // workers))},
