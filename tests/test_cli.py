@@ -68,3 +68,31 @@ def test_bench_render_json_smoke():
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["images_per_second_per_core"] > 0
     assert set(result["sizes"]) == {"512", "224", "64"}
+
+
+def test_bench_data_json_smoke():
+    """The data benchmark end to end at a tiny size: its own local Ray, the spawned process pool."""
+    proc = run("raysweep.bench", "data", "--json", "--images", "8", "--repeats", "1")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["images"] == 8 and set(result["sizes"]) == {"8"}
+    figures = result["sizes"]["8"]
+    assert set(figures["seconds"]) == {"plain", "warm_2proc", "ray_1cpu", "ray_2cpu"}
+    assert all(t > 0 for t in figures["seconds"].values())
+    assert result["ray_overhead"] == figures["ray_overhead"] > -1
+    assert abs(figures["fixed_cost_s"] - (figures["seconds"]["ray_1cpu"] - figures["seconds"]["plain"])) < 0.002
+
+
+def test_bench_bad_sizes_are_one_line():
+    proc = run("raysweep.bench", "data", "--images", "1000,ten")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: argument --images: '1000,ten': expected comma-separated dataset sizes L >= 2, e.g. 1000,10000"]
+
+
+def test_render_actor_imports_leave_out_pil():
+    """Render actors import the pipeline; PIL (only needed to decode) would add ~0.1 s to each one's start."""
+    code = "import sys, raysweep.dataset.pipeline, raysweep.render.sources; print('PIL' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

@@ -9,13 +9,30 @@ import sys
 BENCHMARKS = ("render", "data", "train", "trial")
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated dataset sizes L >= 2, e.g. 1000,10000")
+    return sizes
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, like every raysweep command, instead of usage + error
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m raysweep.bench", description="raysweep benchmarks")
+    parser = _Parser(prog="python -m raysweep.bench", description="raysweep benchmarks")
     parser.add_argument("benchmark", choices=BENCHMARKS)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per timed repeat")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (the median is reported)")
-    parser.add_argument("--images", type=int, default=1000, help="data: images to render (L)")
+    parser.add_argument("--images", type=_sizes, default=(1000, 10_000),
+                        help="data: dataset sizes L to render, comma-separated (default 1000,10000)")
     parser.add_argument("--steps", type=int, default=80, help="train: optimizer steps per run")
     args = parser.parse_args(argv)
     if args.benchmark == "render":
@@ -26,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.benchmark == "data":
         from raysweep.bench import data
 
-        result = data.run(L=args.images, repeats=args.repeats or 3)
+        result = data.run(sizes=args.images, repeats=args.repeats or 3)
         print(json.dumps(result) if args.json else data.format_table(result))
     elif args.benchmark == "train":
         from raysweep.bench import train

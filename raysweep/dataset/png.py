@@ -12,7 +12,6 @@ import struct
 import zlib
 
 import numpy as np
-from PIL import Image
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPE = {1: 0, 3: 2}  # gray, RGB
@@ -39,5 +38,7 @@ def encode_png(image: np.ndarray, level: int = 1) -> bytes:
 
 def decode_png(data: bytes) -> np.ndarray:
     """A uint8 array (H, W) or (H, W, 3) from PNG bytes."""
+    from PIL import Image  # here, not at the top: render actors only encode, and PIL costs 0.1 s to import
+
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im)
