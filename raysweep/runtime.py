@@ -1,113 +1,129 @@
-"""What every training stage shares: Ray start-up (join the cluster named by RAY_ADDRESS, as
-``ray job submit`` sets it, or start a local Ray in-process: the embedded default) and the two
-worker contexts a training loop runs in (a Ray Train worker, or a bare process)."""
+"""Where training code runs: Ray start-up (join the cluster named by ``RAY_ADDRESS``, as ``ray job
+submit`` sets it, or start a local Ray in-process: the embedded default) and the two contexts a
+training loop runs in: a Ray Train worker, or a bare process (tests, benchmarks).
+
+A context knows its rank, world size and device, wraps a model for data-parallel training, and
+reports: ``report(metrics, payload)`` is called by every rank at the same points (Ray Train's
+report is a barrier across ranks); a ``payload`` (the module, its optimizer and the checkpoint's
+state) is saved by rank 0 as a checkpoint in the one format of :mod:`raysweep.checkpoint`.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+import tempfile
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported where a context is built, not by every command
     import torch
 
 
 def ensure_ray(num_cpus: int | None = None) -> None:
+    """The one place raysweep starts or joins Ray: the cluster named by ``RAY_ADDRESS``, or a new
+    local Ray reachable from this machine only (never one that happens to run here already)."""
     import ray
 
     if ray.is_initialized():
         return
+    from raysweep import ray_private
+
+    ray_private.set_env_defaults()
     address = os.environ.get("RAY_ADDRESS") or None
-    # Without RAY_ADDRESS: always a new local Ray ("local"), never one that happens to run on this
-    # machine already, and reachable from this machine only.
-    kwargs = {} if address else {"num_cpus": num_cpus, "dashboard_host": "127.0.0.1"}
-    if not address:
-        loopback_only()
-    ray.init(address=address or "local", logging_level="warning", log_to_driver=True, **kwargs)
-
-
-def pin_autoscaling_coordinator() -> None:
-    """Create Ray's cluster-wide AutoscalingCoordinator (a detached, named actor that Ray Data and
-    Ray Train share) on this node, the driver's, before any trial does.
-
-    Ray pins that actor, without fallback, to the node of whoever first asks for it. Left to the
-    first trial, that is a worker node; when that node dies, the actor can never be placed again
-    and every later resource request to it fails for the rest of the cluster's life. The driver's
-    node (the head, under ``ray job submit``) lives as long as the sweep."""
-    try:
-        from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
-            get_or_create_autoscaling_coordinator,
-        )
-    except ImportError:  # a Ray without it: nothing to pin
+    if address:
+        ray.init(address=address, logging_level="warning", log_to_driver=True)
         return
-    get_or_create_autoscaling_coordinator()
+    from raysweep.cluster import local_cpus
+
+    ray_private.loopback_only()
+    # the dashboard (loopback) serves the State API, which Ray Train's placement-group cleaner needs.
+    # Every process of this Ray is told where it is: the raylet, started by ray.init, inherits this
+    # environment and hands it to every worker. It is taken out of this process's environment again,
+    # so that other Rays started from here (tests) do not inherit it.
+    port = ray_private.free_loopback_port()
+    env = ray_private.state_api_env(port)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        ray.init(address="local", num_cpus=num_cpus or local_cpus(), include_dashboard=True, dashboard_host="127.0.0.1",
+                 dashboard_port=port, logging_level="warning", log_to_driver=True)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
-def loopback_only() -> None:
-    """Make the local Ray about to start bind its servers (GCS, raylet, workers, agents) to
-    127.0.0.1 instead of this machine's network address.
+def data_parallel(model: "torch.nn.Module", device: "torch.device", world_size: int) -> "torch.nn.Module":
+    """``model`` on ``device``, wrapped in DDP when there are several workers. Build the optimizer
+    from the bare model first: DDP hides methods such as ``no_weight_decay()``."""
+    model = model.to(device)
+    if world_size <= 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
 
-    Ray on Linux resolves "localhost" to the node's network IP (it assumes a cluster may join);
-    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 gives the single-machine behaviour Ray has on macOS and
-    Windows: the node IP is the loopback address. The environment variable reaches Ray's child
-    processes; the constant is read by this process's ``ray`` (already imported or not)."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    import ray._private.ray_constants as ray_constants
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    ray_constants.ENABLE_RAY_CLUSTER = False
+
+def save_payload(directory: str, payload: dict[str, Any]) -> str:
+    from raysweep import checkpoint
+
+    return checkpoint.save(directory, payload["module"], payload["state"], payload.get("optimizer"))
 
 
 class RayContext:
-    """The Train worker's view: its rank, its device, DDP, and ray.train's report/checkpoint."""
+    """A Ray Train worker: its rank, its device, DDP, and ray.train's report/checkpoint."""
 
-    def __init__(self, tags: dict | None = None) -> None:
+    def __init__(self, device: str | None = None, tags: dict | None = None) -> None:
         import ray.train
-        import ray.train.torch
+        import torch
 
         self.tags = dict(tags or {})  # added to every report
         ctx = ray.train.get_context()
         self.rank = ctx.get_world_rank()
         self.world_size = ctx.get_world_size()
-        self.device = ray.train.torch.get_device()
+        if device:  # an override (RAYSWEEP_DEVICE): the resource request stays what the config asks
+            self.device = torch.device(device)
+        else:
+            import ray.train.torch
+
+            self.device = ray.train.torch.get_device()
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
         self._checkpoint = ray.train.get_checkpoint()
-        self._dir = None
 
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        import ray.train.torch
-
-        return ray.train.torch.prepare_model(model)
+    def prepare(self, model: "torch.nn.Module") -> "torch.nn.Module":
+        return data_parallel(model, self.device, self.world_size)
 
     def latest_checkpoint(self) -> str | None:
-        if self._checkpoint is None:
-            return None
-        self._dir = self._checkpoint.to_directory()
-        return self._dir
+        """The run's latest checkpoint as a local directory (a resumed or restarted run), or None."""
+        return self._checkpoint.to_directory() if self._checkpoint is not None else None
 
-    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+    def report(self, metrics: dict, payload: dict | None = None) -> None:
         import ray.train
 
-        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        ray.train.report({**metrics, **self.tags}, checkpoint=checkpoint)
+        with tempfile.TemporaryDirectory(prefix="raysweep-ckpt-") as tmp:
+            checkpoint = None
+            if payload is not None and self.rank == 0:
+                checkpoint = ray.train.Checkpoint.from_directory(save_payload(tmp, payload))
+            ray.train.report({**metrics, **self.tags}, checkpoint=checkpoint)
 
 
 class LocalContext:
-    """A bare process: one worker, no Ray; reports are kept in memory, checkpoints in a folder."""
+    """A bare process: one worker, no Ray; reports are kept in memory (checkpoints are not kept)."""
 
-    def __init__(self, device: str = "cpu", checkpoint_root: str | None = None) -> None:
+    def __init__(self, device: str = "cpu", tags: dict | None = None) -> None:
         import torch
 
         self.rank, self.world_size, self.device = 0, 1, torch.device(device)
+        self.tags = dict(tags or {})
         self.reports: list[dict] = []
-        self.checkpoint_root = checkpoint_root
 
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+    def prepare(self, model: "torch.nn.Module") -> "torch.nn.Module":
         return model.to(self.device)
 
     def latest_checkpoint(self) -> str | None:
         return None
 
-    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
-        self.reports.append(dict(metrics))
-        if checkpoint_dir and self.checkpoint_root:
-            import shutil
-
-            shutil.copytree(checkpoint_dir, os.path.join(self.checkpoint_root, f"step-{metrics['step']:08d}"), dirs_exist_ok=True)
+    def report(self, metrics: dict, payload: dict | None = None) -> None:
+        self.reports.append({**metrics, **self.tags})

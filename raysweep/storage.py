@@ -98,7 +98,17 @@ def sha256(data: bytes) -> str:
 
 def check_writable(uri: str) -> None:
     """Fail fast, in one line, when ``uri`` cannot be written (missing bucket, bad credentials,
-    unreachable endpoint, read-only directory)."""
+    unreachable endpoint, read-only directory). Creates nothing: a local directory that does not
+    exist yet is checked through its nearest existing parent; on S3 a probe object is written and
+    deleted."""
+    if not is_s3(uri):
+        path = Path(filesystem(uri)[1])
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            raise ConfigError(f"storage {uri!r} is not writable: {existing} is a file, not a directory")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"storage {uri!r} is not writable: permission denied on {existing}")
+        return
     probe = join(uri, f".raysweep-probe-{uuid.uuid4().hex}")
     try:
         atomic_write(probe, b"ok")

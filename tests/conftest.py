@@ -66,12 +66,10 @@ def ray_cluster(s3_endpoint):
     import ray
 
     if not ray.is_initialized():  # a test that did not ask for this fixture may have started one
-        # The dashboard (on loopback) serves the State API, which Ray Train's PlacementGroupCleaner
-        # needs to release the resources of a driver that was killed (the resume tests kill some).
-        from raysweep.runtime import loopback_only
+        from raysweep.runtime import ensure_ray
 
-        loopback_only()  # as every local run: Ray's servers on 127.0.0.1 only
-        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", logging_level="warning", log_to_driver=False)
+        os.environ.pop("RAY_ADDRESS", None)
+        ensure_ray(num_cpus=2)  # as every local run: loopback only, the dashboard's State API for Train's cleaner
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     yield ray
     ray.shutdown()

@@ -123,7 +123,7 @@ def test_a_worker_node_killed_mid_trial_resumes_from_its_checkpoint(ray_cluster,
                                                 "sweep.probe_every": 0, "pretrain.max_failures": 3})
         env = {**os.environ, "RAY_ADDRESS": cluster.address}
         cli = Cli(tmp_path, exp, env=env)
-        trials = tmp_path / "runs" / "trials"
+        trials = tmp_path / "runs" / "train"
         deadline = time.time() + 600
         # a checkpoint counts once Ray Train's controller has registered it in the run's snapshot
         # (its folder is written a moment before): only then can a new attempt resume from it
@@ -136,8 +136,8 @@ def test_a_worker_node_killed_mid_trial_resumes_from_its_checkpoint(ray_cluster,
         assert rc == 0, err[-4000:]
         results = _results(Path(out.strip().splitlines()[-1]))
         assert len(results) == 1 and results[0].get("finished") and results[0]["step"] == 400
-        states = [json.loads(Path(p).read_text()) for p in glob.glob(str(trials / "*" / "checkpoint_*" / "state.json"))]
-        last = max(states, key=lambda s: s["step"])
+        (model,) = glob.glob(str(tmp_path / "runs" / "pretrain" / "*" / "state.json"))  # the published pre-trained model
+        last = json.loads(Path(model).read_text())
         assert last["step"] == 400 and last["resumed_from"] > 0, "resumed from a checkpoint, not from step 0"
         # Ray's shared AutoscalingCoordinator was created on the sweep driver's node (the head), so it
         # did not die with the worker node

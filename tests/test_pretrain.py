@@ -16,9 +16,10 @@ import torch
 
 from raysweep.config import ConfigError, load_config
 from raysweep.dataset import load_arrays, materialize
-from raysweep.pretrain.augment import BatchAugment
+from raysweep.pretrain.augment import for_pretraining
 from raysweep.pretrain.loop import lr_at, train
-from raysweep.pretrain.run import LocalContext, pretrain, read_checkpoint_state
+from raysweep.pretrain.run import pretrain, read_checkpoint_state
+from raysweep.runtime import LocalContext
 
 TINY = [
     "data.L=8", "data.size=64", "data.pad=2", "data.iterations=20000", "data.delta=0.3",
@@ -45,8 +46,7 @@ def test_tiny_vit_loss_falls(ray_cluster, tmp_path):
 
 
 def test_augmentation_shapes_ranges_and_determinism():
-    cfg = load_config([]).pretrain
-    aug = BatchAugment(cfg, 32, num_classes=10)
+    aug = for_pretraining(load_config([]).pretrain, 32, num_classes=10)
     images = torch.randint(0, 255, (8, 1, 64, 64), dtype=torch.uint8)
     labels = torch.arange(8)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
@@ -89,7 +89,7 @@ def _cli(storage: Path, *extra: str) -> list[str]:
 def _registered_step(storage: Path) -> int:
     """The step of the latest checkpoint Ray Train has registered in the run's snapshot (what a
     rerun resumes from); checkpoint folders can be on disk a moment before they are registered."""
-    for snap in storage.glob("pretrain/killme-*/checkpoint_manager_snapshot.json"):
+    for snap in storage.glob("train/pretrain-*/checkpoint_manager_snapshot.json"):
         try:
             latest = json.loads(snap.read_text()).get("latest_checkpoint_result")
         except json.JSONDecodeError:
@@ -114,7 +114,7 @@ def test_killed_run_resumes_from_its_checkpoint(ray_cluster, tmp_path):
     final = read_checkpoint_state(rerun.stdout.strip().splitlines()[-1])
     assert final["step"] == 40
     assert final["resumed_from"] >= reached, "the rerun continued from the checkpoint, not from zero"
-    (snapshot,) = tmp_path.glob("pretrain/killme-*/checkpoint_manager_snapshot.json")
+    (snapshot,) = tmp_path.glob("train/pretrain-*/checkpoint_manager_snapshot.json")
     kept = [r["checkpoint_dir_name"] for r in json.loads(snapshot.read_text())["checkpoint_results"]]
     assert len(kept) == 2, "keep-last-K"
     assert all((snapshot.parent / name / "model.pt").exists() for name in kept)

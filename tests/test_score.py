@@ -39,7 +39,7 @@ def pretrained(ray_cluster, tmp_path_factory):
 def test_short_finetune_on_digits_beats_chance(digits):
     cfg = load_config([*VIT, *QUICK, "score.dataset=digits", "score.epochs=15"])
     reports = []
-    result = score(cfg, digits, on_report=reports.append)
+    result = score(cfg, digits, report=lambda metrics, payload: reports.append(metrics))
     assert len(reports) == 15 and reports[-1] == result
     assert result["top1"] > 25.0, result  # chance: 10%
     assert result["top1"] <= result["top5"] <= 100.0 and result["best_top1"] >= result["top1"]

@@ -98,7 +98,9 @@ def test_a_trial_trainer_starts_no_dataset_actor_unless_given_datasets(ray_clust
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from raysweep.tune.trial import TrialTrainer
+    from raysweep.ray_private import lean_trainer_class
+
+    TrialTrainer = lean_trainer_class()
 
     kwargs = {"scaling_config": ray.train.ScalingConfig(num_workers=1),
               "run_config": ray.train.RunConfig(name="callbacks", storage_path=str(tmp_path))}
@@ -114,7 +116,7 @@ def test_a_stopped_trials_worker_group_is_released(ray_cluster):
     import ray
     from ray.util.placement_group import placement_group, placement_group_table
 
-    from raysweep.tune.callbacks import release_placement_group
+    from raysweep.ray_private import release_placement_group
 
     group = placement_group([{"CPU": 1}])
     ray.get(group.ready(), timeout=60)
@@ -227,16 +229,31 @@ def test_variants_with_labels_and_a_failing_sweep_exits_non_zero(ray_cluster, tm
     refused = tune_cli(missing)
     assert refused.returncode == 2 and str(tmp_path / "no-such-folder") in refused.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "runs").exists()
-    # ... so the failing trial here fails at run time: a probe deeper than the 2-block model
+    # ... and so is a probe deeper than the 2-block model (score.probe_blocks=9: allowed 1..2) ...
+    deep = experiment(tmp_path, "deep", {"variants": [{"label": "scratch", "pretrain.steps": 0},
+                                                      {"label": "deep", "pretrain.steps": 0, "score.mode": "linear_probe",
+                                                       "score.probe_blocks": 9}]})
+    refused = tune_cli(deep)
+    assert refused.returncode == 2 and "score.probe_blocks=9 is out of range" in refused.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "runs").exists()
+    # ... so the failing trial here fails at run time: CIFAR batches whose metadata is fine (what the
+    # driver checks) but whose data is corrupt (what only loading them finds)
+    cifar = tmp_path / "cifar-10-batches-py"
+    cifar.mkdir()
+    import pickle
+
+    (cifar / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        (cifar / name).write_bytes(b"not a pickle")
     exp = experiment(tmp_path, "labels", {"variants": [{"label": "scratch", "pretrain.steps": 0},
-                                                       {"label": "broken", "pretrain.steps": 0, "score.mode": "linear_probe",
-                                                        "score.probe_blocks": 9}],
+                                                       {"label": "broken", "pretrain.steps": 0, "score.dataset": "cifar10",
+                                                        "score.data_root": str(cifar)}],
                                           "score.epochs": 1})
     proc = tune_cli(exp)
     run_dir = tmp_path / "runs" / "sweeps" / "labels"
     by_variant = {r["variant"]: r for r in rows(run_dir)}
     assert by_variant["scratch"]["status"] == "done", proc.stderr[-3000:]
-    assert by_variant["broken"]["status"] == "error"  # score.probe_blocks=9 is out of range for the model
+    assert by_variant["broken"]["status"] == "error"  # the corrupt batches fail inside the trial
     assert proc.returncode == 1
     assert "error: 1 of 2 trials failed" in proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == str(run_dir)

@@ -140,10 +140,17 @@ def compose_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"experiment file {str(path)!r} does not exist; give the path of a .yaml file")
     if file.suffix not in (".yaml", ".yml"):
         raise ConfigError(f"experiment file {str(path)!r} is not a .yaml file")
+    import yaml
+
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(file.parent), version_base=None):
             composed = compose(config_name=file.stem)
+    except yaml.YAMLError as e:  # a broken YAML: where, and what the parser expected
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"cannot read {str(path)!r}:{where}: {what}; fix the YAML syntax") from None
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(f"cannot read {str(path)!r}: {str(e).splitlines()[0]}") from None
     finally:

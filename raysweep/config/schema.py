@@ -147,7 +147,10 @@ class PretrainConfig:
     steps: int = 312_500  # optimizer steps (the release: 80,000 epochs of 1,000 images at batch 256)
     batch_size: int = 256  # global batch, whatever the worker count
     workers: int = 1  # Ray Train workers (one per GPU when there are GPUs)
-    use_gpu: Optional[bool] = None  # None: use GPUs when the cluster has them
+    use_gpu: Optional[bool] = None  # each Train worker asks for one GPU; None: when the cluster can provide
+    # GPUs (this machine's, or a node type's the autoscaler may launch); budget=paper sets true
+    cpus_per_worker: Optional[float] = None  # CPUs each Train worker asks for (its torch threads); None: on
+    # the embedded default an even share of this machine's CPUs, on a cluster 1
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
     lr: float = 1.0e-3  # AdamW learning rate per 512 images of batch (scaled by batch_size / 512)
     min_lr: float = 1.0e-5  # cosine floor, per 512
@@ -176,6 +179,8 @@ class PretrainConfig:
         _at_least("pretrain.steps", self.steps, 0)
         _at_least("pretrain.batch_size", self.batch_size, 1)
         _at_least("pretrain.workers", self.workers, 1)
+        if self.cpus_per_worker is not None and not self.cpus_per_worker > 0:
+            raise ConfigError(f"pretrain.cpus_per_worker={self.cpus_per_worker!r} is out of range; allowed: > 0 (or null)")
         if self.batch_size % self.workers:
             raise ConfigError(
                 f"pretrain.batch_size={self.batch_size} is not divisible by pretrain.workers={self.workers}; "

@@ -129,11 +129,10 @@ def _render_with_ray(spec: DatasetSpec, uri: str, shards: list[int], max_actors:
     from raysweep.runtime import ensure_ray
 
     ensure_ray()
+    # whether some node type can provide render_resource is checked before any work (raysweep.preflight);
+    # on a cluster that autoscales from zero there may be none yet: the autoscaler launches them
     resources = {render_resource: 1} if render_resource else None
     slots = _cluster_cpus() if not render_resource else int(ray.cluster_resources().get(render_resource, 0))
-    if render_resource and slots < 1 and not _autoscaling():
-        raise ConfigError(f"render_resource={render_resource!r}: no node of this cluster has that resource; "
-                          f"allowed: a custom resource its render nodes advertise (or none)")
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = progress
@@ -151,13 +150,6 @@ def _render_with_ray(spec: DatasetSpec, uri: str, shards: list[int], max_actors:
     )
     rows = written.take_all()
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in rows]
-
-
-def _autoscaling() -> bool:
-    """True on a cluster started with an autoscaler (render nodes may be launched on demand)."""
-    import os
-
-    return os.path.exists(os.path.expanduser("~/ray_bootstrap_config.yaml"))
 
 
 def _cluster_cpus() -> int:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from raysweep.config import ConfigError, PretrainConfig
+from raysweep.config import ConfigError, PretrainConfig, ScoreConfig
 
 # timm's increasing RandAugment set, in its order
 OPS = (
@@ -46,57 +46,66 @@ class RandAugmentSpec:
     prob: float = 0.5
 
     @classmethod
-    def parse(cls, text: str) -> "RandAugmentSpec | None":
+    def parse(cls, text: str, key: str = "pretrain.randaugment") -> "RandAugmentSpec | None":
         """timm's string form, e.g. ``rand-m9-mstd0.5-inc1`` (n: layers, m: magnitude, mstd, p)."""
         if not text:
             return None
         parts = text.split("-")
         if parts[0] != "rand":
-            raise ConfigError(f"pretrain.randaugment={text!r} is not a RandAugment spec like 'rand-m9-mstd0.5-inc1'")
+            raise ConfigError(f"{key}={text!r} is not a RandAugment spec like 'rand-m9-mstd0.5-inc1'")
         values = {"layers": 2, "magnitude": 9.0, "magnitude_std": 0.5, "prob": 0.5}
         for part in parts[1:]:
             m = re.fullmatch(r"(mstd|inc|m|n|p)([0-9.]+)", part)
             if not m:
-                raise ConfigError(f"pretrain.randaugment={text!r}: cannot read {part!r} (known: n, m, mstd, p, inc)")
+                raise ConfigError(f"{key}={text!r}: cannot read {part!r} (known: n, m, mstd, p, inc)")
             key, value = m.groups()
             if key == "inc":
                 if float(value) != 1:
-                    raise ConfigError(f"pretrain.randaugment={text!r}: only the increasing op set (inc1) is implemented")
+                    raise ConfigError(f"{key}={text!r}: only the increasing op set (inc1) is implemented")
                 continue
             values[{"m": "magnitude", "n": "layers", "mstd": "magnitude_std", "p": "prob"}[key]] = float(value)
         return cls(int(values["layers"]), values["magnitude"], values["magnitude_std"], values["prob"])
 
 
 class BatchAugment:
-    """``augment(images uint8 (B, C, H, W), labels) -> (inputs float (B, 3, S, S), soft targets)``."""
+    """``augment(images uint8 (B, C, H, W), labels, generator) -> (inputs float (B, 3, S, S), soft targets)``.
 
-    def __init__(self, cfg: PretrainConfig, img_size: int, num_classes: int):
-        self.cfg = cfg
-        self.size = img_size
-        self.num_classes = num_classes
-        self.randaugment = RandAugmentSpec.parse(cfg.randaugment)
+    Explicit keyword arguments (timm's ``create_transform`` style); :func:`for_pretraining` and
+    :func:`for_finetuning` build one from either stage's config. Every random parameter comes from
+    the given generator (and timm's Mixup from numpy's global RNG), so a step draws the same batch
+    whenever it is run. No operation reads a tensor back to the host: the training device's queue
+    never stalls on augmentation."""
+
+    def __init__(self, img_size: int, num_classes: int, *, crop_scale_min: float = 0.08, hflip: float = 0.5,
+                 vflip: float = 0.0, randaugment: str = "", color_jitter: float = 0.0, reprob: float = 0.0,
+                 mixup: float = 0.0, cutmix: float = 0.0, mix_prob: float = 1.0, mix_switch_prob: float = 0.5,
+                 smoothing: float = 0.1, randaugment_key: str = "randaugment"):
+        self.size, self.num_classes = img_size, num_classes
+        self.crop_scale_min, self.hflip, self.vflip = crop_scale_min, hflip, vflip
+        self.color_jitter, self.reprob, self.smoothing = color_jitter, reprob, smoothing
+        self.randaugment = RandAugmentSpec.parse(randaugment, key=randaugment_key)
         self.mixup = None
-        if (cfg.mixup > 0 or cfg.cutmix > 0) and cfg.mix_prob > 0:
+        if (mixup > 0 or cutmix > 0) and mix_prob > 0:
             from timm.data import Mixup
 
             self.mixup = Mixup(
-                mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mix_prob, switch_prob=cfg.mix_switch_prob,
-                mode="batch", label_smoothing=cfg.smoothing, num_classes=num_classes,
+                mixup_alpha=mixup, cutmix_alpha=cutmix, prob=mix_prob, switch_prob=mix_switch_prob,
+                mode="batch", label_smoothing=smoothing, num_classes=num_classes,
             )
 
     # -- 1. geometry ------------------------------------------------------------------------
     def _crop_flip(self, b: int, g: torch.Generator, device) -> torch.Tensor:
         """(B, 2, 3) maps from output to source coordinates (both in [-1, 1])."""
         u = torch.rand(b, 6, generator=g, device=device)
-        area = self.cfg.crop_scale_min + (1.0 - self.cfg.crop_scale_min) * u[:, 0]
+        area = self.crop_scale_min + (1.0 - self.crop_scale_min) * u[:, 0]
         log_ratio = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * u[:, 1]
         ratio = torch.exp(log_ratio)
         w = torch.sqrt(area * ratio).clamp(max=1.0)  # half-extent in normalised units = fraction of the side
         h = torch.sqrt(area / ratio).clamp(max=1.0)
         cx = (1.0 - w) * (2.0 * u[:, 2] - 1.0)
         cy = (1.0 - h) * (2.0 * u[:, 3] - 1.0)
-        fx = torch.where(u[:, 4] < self.cfg.hflip, -1.0, 1.0)
-        fy = torch.where(u[:, 5] < self.cfg.vflip, -1.0, 1.0)
+        fx = torch.where(u[:, 4] < self.hflip, -1.0, 1.0)
+        fy = torch.where(u[:, 5] < self.vflip, -1.0, 1.0)
         theta = torch.zeros(b, 2, 3, device=device)
         theta[:, 0, 0] = w * fx
         theta[:, 0, 2] = cx
@@ -159,7 +168,9 @@ class BatchAugment:
         if op == "BrightnessIncreasing":
             return (x * factor).clamp(0, 1)
         if op == "SharpnessIncreasing":
-            kernel = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]], device=x.device) / 13.0
+            kernel = torch.ones(3, 3, device=x.device)  # built on the device: no host-to-device copy
+            kernel[1, 1] = 5.0
+            kernel = kernel / 13.0
             smooth = F.conv2d(x, kernel.expand(x.shape[1], 1, 3, 3), padding=1, groups=x.shape[1])
             out = (smooth + (x - smooth) * factor).clamp(0, 1)
             out[..., 0, :], out[..., -1, :], out[..., :, 0], out[..., :, -1] = x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]
@@ -172,33 +183,33 @@ class BatchAugment:
         x = images.float() / 255.0
         theta = self._crop_flip(b, g, device)
         plan = self._draw_randaugment(b, g, device)
-        if plan:
-            ra = torch.eye(3, device=device).repeat(b, 1, 1)
-            for op_idx, apply, level, sign in plan:  # compose the geometric ops: out -> in
-                for k, op in enumerate(OPS):
-                    if op in GEOMETRIC:
-                        sel = apply & (op_idx == k)
-                        if sel.any():
-                            ra[sel] = ra[sel] @ self._geometric(op, level[sel], sign[sel])
-            theta = theta @ ra
+        eye = torch.eye(3, device=device).expand(b, 3, 3)
+        for op_idx, apply, level, sign in plan:  # compose each layer's geometric op: out -> in
+            chosen = eye
+            for k, op in enumerate(OPS):
+                if op in GEOMETRIC:
+                    sel = (apply & (op_idx == k)).view(-1, 1, 1)
+                    chosen = torch.where(sel, self._geometric(op, level, sign), chosen)
+            theta = theta @ chosen
         grid = F.affine_grid(theta, [b, x.shape[1], self.size, self.size], align_corners=False)
         x = F.grid_sample(x, grid, mode="bicubic", padding_mode="zeros", align_corners=False).clamp_(0, 1)
         outside = (grid.abs() > 1).any(dim=-1, keepdim=True).permute(0, 3, 1, 2)
         x = torch.where(outside, FILL, x)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        if plan:
-            for op_idx, apply, level, sign in plan:
-                for k, op in enumerate(OPS):
-                    if op in GEOMETRIC:
-                        continue
-                    sel = (apply & (op_idx == k)).nonzero().squeeze(1)
-                    if sel.numel():
-                        x = x.index_copy(0, sel, self._photometric(op, x.index_select(0, sel), level[sel], sign[sel]))
-        elif self.cfg.color_jitter > 0:
+        for op_idx, apply, level, sign in plan:
+            # each sample drew one op in this layer: every photometric op is computed for the whole
+            # batch and kept where it was drawn (static shapes: no host round trip to find who drew it)
+            out = x
+            for k, op in enumerate(OPS):
+                if op not in GEOMETRIC:
+                    sel = (apply & (op_idx == k)).view(-1, 1, 1, 1)
+                    out = torch.where(sel, self._photometric(op, x, level, sign), out)
+            x = out
+        if not plan and self.color_jitter > 0:
             x = self._color_jitter(x, g)
         x = (x - 0.5) / 0.5
-        if self.cfg.reprob > 0:
+        if self.reprob > 0:
             x = self._erase(x, g)
         return self._targets(x, labels)
 
@@ -216,7 +227,7 @@ class BatchAugment:
         return plan
 
     def _color_jitter(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        cj = self.cfg.color_jitter
+        cj = self.color_jitter
         f = (1 - cj + 2 * cj * torch.rand(x.shape[0], 3, generator=g, device=x.device)).clamp(min=0).view(-1, 3, 1, 1, 1)
         x = (x * f[:, 0]).clamp(0, 1)
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -233,7 +244,7 @@ class BatchAugment:
         w = torch.sqrt(area / aspect).round().clamp(1, s - 1)
         top = ((s - h + 1) * u[:, 2]).floor()
         left = ((s - w + 1) * u[:, 3]).floor()
-        on = u[:, 4] < self.cfg.reprob
+        on = u[:, 4] < self.reprob
         r = torch.arange(s, device=x.device).float()
         rows = (r >= top[:, None]) & (r < (top + h)[:, None])
         cols = (r >= left[:, None]) & (r < (left + w)[:, None])
@@ -244,7 +255,21 @@ class BatchAugment:
     def _targets(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.mixup is not None:
             return self.mixup(x, labels)
-        off = self.cfg.smoothing / self.num_classes
+        off = self.smoothing / self.num_classes
         target = torch.full((labels.shape[0], self.num_classes), off, device=x.device)
-        target.scatter_(1, labels.view(-1, 1), 1.0 - self.cfg.smoothing + off)
+        target.scatter_(1, labels.view(-1, 1), 1.0 - self.smoothing + off)
         return x, target
+
+
+def for_pretraining(p: PretrainConfig, img_size: int, num_classes: int) -> BatchAugment:
+    """The release's pre-training recipe (``pretrain.*``)."""
+    return BatchAugment(img_size, num_classes, crop_scale_min=p.crop_scale_min, hflip=p.hflip, vflip=p.vflip,
+                        randaugment=p.randaugment, color_jitter=p.color_jitter, reprob=p.reprob, mixup=p.mixup,
+                        cutmix=p.cutmix, mix_prob=p.mix_prob, mix_switch_prob=p.mix_switch_prob, smoothing=p.smoothing)
+
+
+def for_finetuning(s: ScoreConfig, img_size: int, num_classes: int) -> BatchAugment:
+    """The release's fine-tuning augmentation (``score.*``): RandomResizedCrop, horizontal flips,
+    label smoothing."""
+    return BatchAugment(img_size, num_classes, crop_scale_min=s.crop_scale_min, hflip=s.hflip, vflip=0.0,
+                        smoothing=s.smoothing)

@@ -1,18 +1,16 @@
 """The LPCE pre-training loop: one readable function that runs the same under Ray Train (one
 process per worker, DDP) and bare (``raysweep.bench train`` compares the two).
 
-Everything a worker needs comes from the config; the only things that differ between Ray and a
-bare process are behind :class:`Context`: where the data shard comes from, how the model is
-wrapped, how metrics and checkpoints are reported, and where to resume from.
+Everything a worker needs comes from the config; what differs between Ray and a bare process is
+behind :class:`Context` (rank, device, data-parallel wrapping, reporting). Every rank reports at
+the same steps (Ray Train's report is a barrier), and the hot path never reads a tensor back to
+the host: loss and accuracy accumulate on the device and are read once per report.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import queue
-import tempfile
 import threading
 import time
 from typing import Callable, Iterator, Protocol
@@ -21,14 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raysweep.config import Config, PretrainConfig
+from raysweep import checkpoint
+from raysweep.config import Config, PretrainConfig, to_dict
 from raysweep.config.loading import build_config, flatten
 from raysweep.models import create_model
-from raysweep.pretrain.augment import BatchAugment
-
-CHECKPOINT_MODEL = "model.pt"
-CHECKPOINT_OPTIMIZER = "optimizer.pt"
-CHECKPOINT_STATE = "state.json"  # step, metrics, resolved config, classes, dataset
+from raysweep.pretrain.augment import BatchAugment, for_pretraining
 
 
 class Context(Protocol):
@@ -37,8 +32,7 @@ class Context(Protocol):
     device: torch.device
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module: ...
-    def latest_checkpoint(self) -> str | None: ...  # a local directory
-    def report(self, metrics: dict, checkpoint_dir: str | None) -> None: ...
+    def report(self, metrics: dict, payload: dict | None = None) -> None: ...
 
 
 def config_from_dict(tree: dict) -> Config:
@@ -117,6 +111,10 @@ class Batches:
     def __iter__(self) -> Iterator:
         return self
 
+    def close(self) -> None:
+        """Wait for the producer, which has made every batch once the loop has taken them all."""
+        self._thread.join(timeout=60)
+
     def __next__(self):
         t = time.perf_counter()
         item = self._queue.get()
@@ -126,40 +124,49 @@ class Batches:
         return item
 
 
-def train(cfg: Config, images: np.ndarray, labels: np.ndarray, num_classes: int, ctx: Context,
-          dataset_uri: str = "", on_step: Callable[[int], None] | None = None,
-          probe: Callable[[torch.nn.Module], float] | None = None, probe_every: int = 0) -> tuple[dict, torch.nn.Module]:
-    """Pre-train ``cfg.model`` on this worker's ``images``/``labels``.
+def train(cfg: Config, images: np.ndarray, labels: np.ndarray, num_classes: int, ctx: Context, *,
+          dataset_uri: str = "", probe: Callable[[torch.nn.Module], float] | None = None, probe_every: int = 0,
+          resume: str | None = None, epoch_images: int | None = None) -> tuple[dict, torch.nn.Module, dict]:
+    """Pre-train ``cfg.model`` on this worker's ``images``/``labels`` (uint8, one worker's share).
 
-    ``probe`` (rank 0 only), called every ``probe_every`` steps with the bare model, gives a quick
-    downstream signal reported as ``probe_top1`` (what ASHA stops trials on).
-    Returns the last reported metrics and the trained (unwrapped) model."""
+    ``probe`` (given on rank 0 only) is called with the bare model every ``probe_every`` steps and
+    at the end; its value is reported as ``probe_top1`` (what ASHA stops trials on). Every rank
+    reports at those steps, so ``probe_every`` and ``pretrain.report_every`` need not agree.
+    ``resume``: a local checkpoint directory of this run to continue from. ``epoch_images``: the
+    dataset's size over all workers (warm-up is in epochs).
+
+    Returns the last metrics, the trained bare model and the checkpoint state of the final weights."""
     p = cfg.pretrain
     device = ctx.device
     torch.manual_seed(cfg.seed)
-    model = ctx.prepare(create_model(cfg.model, num_classes))
     import timm.optim
 
-    optimizer = timm.optim.create_optimizer_v2(model, opt="adamw", lr=scaled(p.lr, p.batch_size), weight_decay=p.weight_decay)
-    start = 0
-    resumed_metrics: dict = {}
-    resume = ctx.latest_checkpoint()
+    bare = create_model(cfg.model, num_classes).to(device)
+    # parameter groups from the bare model: a DDP wrapper hides no_weight_decay() (pos_embed, cls_token)
+    optimizer = timm.optim.create_optimizer_v2(bare, opt="adamw", lr=scaled(p.lr, p.batch_size), weight_decay=p.weight_decay)
+    start, metrics = 0, {}
     if resume:
-        state = json.loads(open(os.path.join(resume, CHECKPOINT_STATE)).read())
-        _unwrap(model).load_state_dict(torch.load(os.path.join(resume, CHECKPOINT_MODEL), map_location=device))
-        optimizer.load_state_dict(torch.load(os.path.join(resume, CHECKPOINT_OPTIMIZER), map_location=device))
-        start = int(state["step"])
-        resumed_metrics = dict(state.get("metrics", {}))
+        state = checkpoint.resume(resume, bare, optimizer, device)
+        start, metrics = int(state["step"]), dict(state.get("metrics", {}))
+    model = ctx.prepare(bare)
     local_batch = p.batch_size // ctx.world_size
-    steps_per_epoch = max(1.0, len(labels) * ctx.world_size / p.batch_size)
+    steps_per_epoch = max(1.0, (epoch_images or len(labels) * ctx.world_size) / p.batch_size)
     warmup = int(round(p.warmup_epochs * steps_per_epoch))
     bf16 = device.type == "cuda" and p.precision in ("auto", "bf16") or p.precision == "bf16"
-    augment = BatchAugment(p, cfg.model.img_size, num_classes)
+    augment = for_pretraining(p, cfg.model.img_size, num_classes)
     x_all = working_images(images, cfg.model.img_size, device)
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
     batches = Batches(x_all, y_all, augment, local_batch, cfg.seed, ctx.rank, start, p.steps)
-    meter = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter(), "wait0": 0.0, "steps": 0}
-    metrics = {"step": start}
+    groups = checkpoint.param_groups(bare, optimizer)
+
+    def state_of(metrics: dict) -> dict:
+        return {"phase": "pretrain", "step": metrics["step"], "metrics": metrics, "config": to_dict(cfg),
+                "num_classes": num_classes, "dataset": dataset_uri, "model": cfg.model.name, "resumed_from": start,
+                "param_groups": groups}
+
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen, count, t0, wait0 = 0, 0, time.perf_counter(), 0.0
     model.train()
     for step in range(start, p.steps):
         x, soft, hard = next(batches)
@@ -172,53 +179,28 @@ def train(cfg: Config, images: np.ndarray, labels: np.ndarray, num_classes: int,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        meter["loss"] += loss.item()
-        meter["correct"] += int((logits.argmax(-1) == hard).sum())
-        meter["seen"] += hard.numel()
-        meter["steps"] += 1
-        if on_step:
-            on_step(step + 1)
-        last = step + 1 == p.steps
-        save = (step + 1) % p.checkpoint_every == 0 or last
-        probe_due = probe is not None and probe_every > 0 and ((step + 1) % probe_every == 0 or last)
-        if (step + 1) % p.report_every == 0 or save or probe_due:
-            elapsed = time.perf_counter() - meter["t0"]
-            metrics = {
-                "step": step + 1,
-                "loss": meter["loss"] / meter["steps"],
-                "train_top1": 100.0 * meter["correct"] / meter["seen"],
-                "lr": lr,
-                "images_per_second": meter["seen"] * ctx.world_size / elapsed,
-                "data_wait_fraction": (batches.wait_seconds - meter["wait0"]) / elapsed,
-            }
-            if probe_due and ctx.rank == 0:
-                metrics["probe_top1"] = probe(_unwrap(model))
+        loss_sum += loss.detach()
+        correct += (logits.detach().argmax(-1) == hard).sum()
+        seen, count = seen + hard.shape[0], count + 1
+        done = step + 1
+        last = done == p.steps
+        save = done % p.checkpoint_every == 0 or last
+        probe_due = probe_every > 0 and (done % probe_every == 0 or last)  # the same on every rank
+        if done % p.report_every == 0 or save or probe_due:
+            mean_loss, hits = loss_sum.item() / count, int(correct.item())  # the one host read per report
+            elapsed = time.perf_counter() - t0
+            metrics = {"step": done, "loss": mean_loss, "train_top1": 100.0 * hits / seen, "lr": lr,
+                       "images_per_second": seen * ctx.world_size / elapsed,
+                       "data_wait_fraction": (batches.wait_seconds - wait0) / elapsed}
+            if probe_due and probe is not None:
+                metrics["probe_top1"] = probe(bare)
                 model.train()
-            _report(ctx, model, optimizer, metrics, cfg, num_classes, dataset_uri, save, resumed_from=start)
-            meter = {"loss": 0.0, "correct": 0, "seen": 0, "t0": time.perf_counter(), "wait0": batches.wait_seconds, "steps": 0}
-    if start >= p.steps:  # a finished run asked again: report where it stands, no new checkpoint
-        metrics = {**resumed_metrics, "step": start, "finished": True}
-        ctx.report(metrics, None)
-    return metrics, _unwrap(model)
+            payload = {"module": bare, "optimizer": optimizer, "state": state_of(metrics)} if save else None
+            ctx.report(metrics, payload)
+            loss_sum.zero_()
+            correct.zero_()
+            seen, count, t0, wait0 = 0, 0, time.perf_counter(), batches.wait_seconds
+    batches.close()
+    final = {**metrics, "step": max(start, p.steps)}
+    return final, bare, state_of(final)
 
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
-
-
-def _report(ctx: Context, model, optimizer, metrics: dict, cfg: Config, num_classes: int, dataset_uri: str, save: bool,
-            resumed_from: int) -> None:
-    if not save:
-        ctx.report(metrics, None)
-        return
-    from raysweep.config import to_dict
-
-    with tempfile.TemporaryDirectory(prefix="raysweep-ckpt-") as tmp:
-        if ctx.rank == 0:
-            torch.save(_unwrap(model).state_dict(), os.path.join(tmp, CHECKPOINT_MODEL))
-            torch.save(optimizer.state_dict(), os.path.join(tmp, CHECKPOINT_OPTIMIZER))
-            state = {"step": metrics["step"], "metrics": metrics, "config": to_dict(cfg), "num_classes": num_classes,
-                     "dataset": dataset_uri, "model": cfg.model.name, "resumed_from": resumed_from}
-            with open(os.path.join(tmp, CHECKPOINT_STATE), "w") as f:
-                json.dump(state, f, indent=1)
-        ctx.report(metrics, tmp if ctx.rank == 0 else None)

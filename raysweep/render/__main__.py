@@ -55,7 +55,9 @@ def dataset(argv: list[str]) -> int:
     if opts["actors"] < 0:
         raise ConfigError(f"actors={opts['actors']} is out of range; allowed: >= 0 (0: as many as CPUs allow)")
     from raysweep.dataset import materialize
+    from raysweep.preflight import preflight_render
 
+    preflight_render(cfg)
     uri = materialize(cfg.data, cfg.storage, max_actors=opts["actors"] or None, log=lambda m: print(m, file=sys.stderr),
                       render_resource=cfg.render_resource)
     print(uri)

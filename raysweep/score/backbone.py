@@ -3,28 +3,18 @@
 
 from __future__ import annotations
 
-import io
-import json
-
 import torch
 
+from raysweep import checkpoint
 from raysweep.config import ConfigError, ModelConfig
 from raysweep.models import create_model, is_vit
-from raysweep.storage import join, read_bytes
 
 _ARCH_KEYS = ("name", "patch_size", "depth", "embed_dim", "num_heads")
 
 
 def read_checkpoint(uri: str) -> tuple[dict, dict]:
-    """(state.json, model state_dict) of a pre-training checkpoint directory."""
-    try:
-        state = json.loads(read_bytes(join(uri, "state.json")))
-        weights = torch.load(io.BytesIO(read_bytes(join(uri, "model.pt"))), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError(f"score.checkpoint={uri!r} is not a raysweep checkpoint (needs state.json and model.pt)") from None
-    except Exception as e:  # noqa: BLE001 - unreachable storage, corrupt files
-        raise ConfigError(f"score.checkpoint={uri!r} cannot be read: {type(e).__name__}: {' '.join(str(e).split())[:160]}") from None
-    return state, weights
+    """(state.json, model state_dict) of a checkpoint directory (local or s3://)."""
+    return checkpoint.read_state(uri), checkpoint.read_weights(uri)
 
 
 def check_architecture(model_cfg: ModelConfig, state: dict, uri: str) -> None:
@@ -83,7 +73,7 @@ def probe_features(model: torch.nn.Module, x: torch.Tensor, blocks: int) -> torc
     return feats.float().mean(dim=(2, 3))  # (B, C, H, W) for ViTs (patch grid) and CNNs alike
 
 
-def check_probe_blocks(model: torch.nn.Module, model_cfg: ModelConfig, blocks: int) -> None:
+def check_probe_blocks(model: torch.nn.Module, model_cfg: ModelConfig, blocks: int, key: str = "score.probe_blocks") -> None:
     available = len(model.blocks) if is_vit(model_cfg.name) and hasattr(model, "blocks") else len(getattr(model, "feature_info", []))
     if available and not 1 <= blocks <= available:
-        raise ConfigError(f"score.probe_blocks={blocks} is out of range for {model_cfg.name}; allowed: 1..{available}")
+        raise ConfigError(f"{key}={blocks} is out of range for {model_cfg.name}; allowed: 1..{available}")

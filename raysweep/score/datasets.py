@@ -346,11 +346,23 @@ def load_imagefolder(data_root: str | None, size: int | tuple[int, int] | None =
     (png/jpg/jpeg/bmp/webp, any case, found recursively under each class) are decoded to RGB and
     resized (bicubic) to ``size`` (int or ``(height, width)``), by default the first image's size.
     """
+    hw = _parse_size(size)
+    root, classes, train_files, test_files = _imagefolder_layout(data_root)
+    if hw is None:
+        first = _decode_image(train_files[classes[0]][0], root)
+        hw = (first.height, first.width)
+    train = _decode_split(train_files, classes, hw, root)
+    test = _decode_split(test_files, classes, hw, root)
+    return Downstream("imagefolder", train, test, len(classes), classes)
+
+
+def _imagefolder_layout(data_root: str | None) -> tuple[str, list[str], dict[str, list[str]], dict[str, list[str]]]:
+    """(root, sorted classes, {class: train image URIs}, {class: test image URIs}), checked: both
+    splits exist, have the same classes, and no class folder is empty."""
     layout_hint = "train/ and val/ (or test/), each with one subdirectory of images per class"
     if data_root is None or not str(data_root).strip():
         raise ConfigError(f"score.dataset=imagefolder needs score.data_root: a directory (local or s3://) with {layout_hint}")
     root = str(data_root)
-    hw = _parse_size(size)
     _require_dir(root, f"a directory with {layout_hint}")
     entries = set(_listdir(root, root))
     if "train" not in entries or _kind(storage.join(root, "train"), root) != "dir":
@@ -367,13 +379,39 @@ def load_imagefolder(data_root: str | None, size: int | tuple[int, int] | None =
             f"only in {d}/: {', '.join(names)}" for d, names in (("train", only_train), (test_dir, only_test)) if names
         )
         raise ConfigError(f"score.data_root={root!r}: train/ and {test_dir}/ have different classes ({diff}); both need the same class subdirectories")
-    classes = sorted(train_files)
-    if hw is None:
-        first = _decode_image(train_files[classes[0]][0], root)
-        hw = (first.height, first.width)
-    train = _decode_split(train_files, classes, hw, root)
-    test = _decode_split(test_files, classes, hw, root)
-    return Downstream("imagefolder", train, test, len(classes), classes)
+    return root, sorted(train_files), train_files, test_files
+
+
+#: images decoded by the pre-flight check of an ImageFolder (the first of that many classes per split)
+CHECK_IMAGES = 4
+
+
+def check_downstream(name: str, data_root: str | None = None) -> None:
+    """The downstream dataset's metadata, without decoding it whole (what a driver checks before
+    any cluster work): CIFAR's batch files are all there and its meta file reads; an ImageFolder's
+    splits have the same, non-empty class folders and their first few images decode. A one-line
+    error otherwise. CIFAR with no data_root is left to the download (users online)."""
+    if isinstance(data_root, str) and not data_root.strip():
+        data_root = None
+    if name in _CIFAR:
+        if data_root is None:
+            return
+        layout, root = _CIFAR[name], str(data_root)
+        folder = _cifar_folder(layout, root)
+        meta = _unpickle(storage.join(folder, layout.meta), root, layout)
+        names = meta.get(layout.names_key) if isinstance(meta, dict) else None
+        if not isinstance(names, (list, tuple)) or len(names) != layout.num_classes:
+            raise _corrupt(root, storage.join(folder, layout.meta), layout, f"no list of {layout.num_classes} {layout.names_key!r}")
+        return
+    if name == "imagefolder":
+        root, classes, train_files, test_files = _imagefolder_layout(data_root)
+        for files in (train_files, test_files):
+            for c in classes[:CHECK_IMAGES]:
+                _decode_image(files[c][0], root)
+        return
+    if name == "digits":
+        return
+    raise ConfigError(f"score.dataset={name!r} is not allowed; choose one of: {', '.join(SCORE_DATASETS)}")
 
 
 def _parse_size(size) -> tuple[int, int] | None:

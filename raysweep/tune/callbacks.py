@@ -6,7 +6,8 @@ from __future__ import annotations
 from ray.tune import Callback
 
 from raysweep.metrics import record_trial_finished, record_trial_result
-from raysweep.tune.trial import TRAIN_PLACEMENT_GROUP
+from raysweep.launch import TRAIN_PLACEMENT_GROUP
+from raysweep.ray_private import release_placement_group
 
 
 class SweepMetrics(Callback):
@@ -50,17 +51,3 @@ class ReleaseTrainResources(Callback):
         if group:
             release_placement_group(group)
 
-
-def release_placement_group(group_hex: str) -> bool:
-    """Remove the placement group with this id unless it is gone already; True if removed."""
-    from ray._raylet import PlacementGroupID
-    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
-
-    group = PlacementGroup(PlacementGroupID(bytes.fromhex(group_hex)))
-    try:
-        if placement_group_table(group).get("state") in (None, "REMOVED"):
-            return False
-        remove_placement_group(group)
-        return True
-    except Exception:  # removed meanwhile by its own run
-        return False

@@ -4,7 +4,6 @@ repeats over seeds; resumed by rerunning the same command (Tuner.restore)."""
 from __future__ import annotations
 
 import json
-import os
 
 from raysweep.config import ConfigError
 from raysweep.storage import is_s3, join, read_bytes, atomic_write
@@ -73,42 +72,25 @@ def _check_resume(exp: Experiment, path: str) -> bool:
     return True
 
 
-def check_downstream(exp: Experiment) -> None:
-    """Load every downstream dataset the sweep scores on, once, before Ray starts: a wrong or
-    corrupt ``score.data_root`` is a one-line error here, not a failure in every trial."""
-    from raysweep.score.datasets import load_downstream
-
-    configs = [exp.cfg] + [exp.config_for({**exp.first_point(), "variant": i}) for i in range(len(exp.variants))]
-    seen = set()
-    for cfg in configs:
-        key = (cfg.score.dataset, cfg.score.data_root)
-        if key in seen or (cfg.score.dataset in ("cifar10", "cifar100") and cfg.score.data_root is None):
-            continue  # None: the official download, left to the trials (users online)
-        seen.add(key)
-        load_downstream(*key)
-
-
 def run_sweep(exp: Experiment, log=print) -> str:
     """Run (or resume) the sweep; write its results; return its run directory."""
-    import ray.tune
     from ray import tune
 
-    from raysweep.pretrain.run import storage_args
+    from raysweep import ray_private
+    from raysweep.launch import storage_args
+    from raysweep.preflight import preflight
     from raysweep.report.results import trial_rows, write_outputs
-    from raysweep.runtime import ensure_ray, pin_autoscaling_coordinator
-    from raysweep.storage import check_writable
+    from raysweep.runtime import ensure_ray
     from raysweep.tune.trial import run_trial
 
-    check_downstream(exp)
-    check_writable(exp.cfg.storage)
+    ray_private.set_env_defaults()
+    sweep = exp.cfg.sweep
+    capacity = preflight(exp.configs_to_check(), pretrain=True, score=True, sweep=sweep)
     path = run_dir(exp)
     resuming = _check_resume(exp, path)
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # probe_top1 first, top1 at the end
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
     ensure_ray()
-    pin_autoscaling_coordinator()
-    sweep = exp.cfg.sweep
-    trainable = tune.with_resources(tune.with_parameters(run_trial, experiment=exp), {"cpu": sweep.trial_cpus})
+    ray_private.pin_autoscaling_coordinator()
+    trainable = tune.with_resources(tune.with_parameters(run_trial, experiment=exp, capacity=capacity), {"cpu": sweep.trial_cpus})
     storage = storage_args(join(exp.cfg.storage, "sweeps"))
     restore_path = f"s3://{storage['storage_path']}/{exp.cfg.name}" if is_s3(exp.cfg.storage) else path
     if resuming and tune.Tuner.can_restore(restore_path, storage_filesystem=storage.get("storage_filesystem")):

@@ -61,6 +61,10 @@ class Experiment:
         values["budget"] = None
         return build_config(values)
 
+    def configs_to_check(self) -> list[Config]:
+        """Every configuration the pre-flight checks (see :func:`representative_configs`)."""
+        return representative_configs(self)
+
     def swept_keys(self) -> list[str]:
         return [*self.space, *(["variant"] if self.variants else []), *(["seed"] if len(self.cfg.sweep.seeds) > 1 else [])]
 
@@ -144,18 +148,25 @@ def _check_space(key: str, spec: dict) -> None:
 
 def _validate(exp: Experiment) -> Config:
     """Build the configuration for every grid value, both ends of every range and every variant:
-    any invalid value is reported (one line, naming it) before Ray starts."""
+    any invalid value is reported (one line, naming it) before Ray starts. Returns the base
+    configuration (every space at its first value)."""
+    return representative_configs(exp)[0]
+
+
+def representative_configs(exp: Experiment) -> list[Config]:
+    """The base configuration (every space at its first value), then one per grid value, per end
+    of every range and per variant, each differing from the base in that one place: what the
+    pre-flight checks before any cluster work."""
     probe = {**exp.base, **exp.first_point()}
     probe.pop("variants", None)
-    cfg = build_config({k: v for k, v in probe.items()})
+    configs = [build_config(dict(probe))]
     for key, spec in exp.space.items():
         (kind, args), = spec.items()
         values = list(args) if kind in ("grid", "choice") else [args[0], args[1] - 1 if kind == "randint" else args[1]]
-        for value in values:
-            build_config({**probe, key: value})
+        configs += [build_config({**probe, key: value}) for value in values]
     for variant in exp.variants:
-        build_config({**probe, **{k: v for k, v in variant.items() if k != "label"}})
-    return cfg
+        configs.append(build_config({**probe, **{k: v for k, v in variant.items() if k != "label"}}))
+    return configs
 
 
 def _representative(spec: dict):

@@ -1,0 +1,264 @@
+"""The one driver and the one launcher of Ray Train runs.
+
+:func:`run` is the driver function every command uses, the same for a single run and under a
+Tuner (Ray's idiom): ``python -m raysweep.pretrain`` (pre-train only), the scoring command (score
+only) and each sweep trial (pre-train or reuse, then score). It
+
+1. resolves the run's resources from the config and what the cluster can provide;
+2. finds the pre-trained model in the content-addressed store ``{storage}/pretrain/{key}``
+   (:func:`raysweep.checkpoint.pretrain_key`): a complete one is reused and never trained again.
+   Runs that need the same model at the same time take a lease (a named Ray actor, released when
+   its holder ends, whatever way it ends): one trains, the others wait and then reuse it;
+3. renders or reuses the dataset, if it pre-trains;
+4. calls :func:`launch`, the one place that builds a ``TorchTrainer``: scaling (workers, CPUs and
+   GPUs per worker), the torch backend, storage, failure and checkpoint config and callbacks. Every
+   run executes the one worker program, :func:`raysweep.worker.worker_main`.
+
+A run's name hashes what determines its outcome, so the same command finds its Train run again and
+Ray Train resumes it from its latest checkpoint (a worker failure restarts from there too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from raysweep import checkpoint
+from raysweep.cluster import Capacity
+from raysweep.config import Config, to_dict
+from raysweep.storage import filesystem, is_s3, join
+
+#: Train workers run on the CPU even when they hold GPUs (e.g. ``RAYSWEEP_DEVICE=cpu`` on a test
+#: cluster whose GPU nodes are simulated); the resource request stays what the config asks for
+DEVICE_ENV = "RAYSWEEP_DEVICE"
+TRAIN_PLACEMENT_GROUP = "train_placement_group"  # reported, so a sweep can free it (tune.callbacks)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each Train worker of a run asks for, and how it runs."""
+
+    workers: int
+    use_gpu: bool
+    cpus_per_worker: float
+    device: str | None = None  # an override of the worker's device (DEVICE_ENV)
+
+    @property
+    def bundle(self) -> dict[str, float]:
+        return {"CPU": self.cpus_per_worker, **({"GPU": 1.0} if self.use_gpu else {})}
+
+    @property
+    def threads(self) -> int:
+        """Torch threads of a worker: the CPUs it was given."""
+        return max(1, int(self.cpus_per_worker))
+
+    @property
+    def accelerator(self) -> str:
+        """Where the weights are computed (part of a pre-trained model's identity)."""
+        return "gpu" if self.use_gpu and self.device in (None, "cuda") else "cpu"
+
+    def describe(self) -> str:
+        return f"{self.workers} x {self.bundle}" + (f" (running on {self.device})" if self.device else "")
+
+
+def resources_for(cfg: Config, workers: int, capacity: Capacity, drivers_cpus: float = 0.0) -> Resources:
+    """The Train workers' resources: ``pretrain.use_gpu`` and ``pretrain.cpus_per_worker`` from the
+    config; unset, GPUs when the cluster can provide any, and CPUs as an even share of this machine
+    (after ``drivers_cpus``, the sweep's trial drivers) on the embedded default, 1 on a cluster."""
+    p = cfg.pretrain
+    use_gpu = p.use_gpu if p.use_gpu is not None else capacity.most("GPU") >= 1
+    cpus = p.cpus_per_worker
+    if cpus is None:
+        if capacity.local:
+            share = (capacity.most("CPU") - drivers_cpus) / workers
+            cpus = float(math.floor(share)) if share >= 1 else max(0.1, round(share, 2))
+        else:
+            cpus = 1.0
+    return Resources(workers=workers, use_gpu=bool(use_gpu), cpus_per_worker=float(cpus),
+                     device=os.environ.get(DEVICE_ENV) or None)
+
+
+@dataclass
+class Job:
+    """What one Train run does; the worker program reads it top to bottom."""
+
+    config: dict[str, Any]  # the resolved Config
+    model_uri: str | None  # the pre-trained model: produced (pretrain=True) or read; None: scratch
+    pretrain: bool  # pre-train (continuing from the run's latest checkpoint) and publish model_uri
+    score: bool  # transfer, extra probes, downstream scoring
+    dataset: str = ""  # pre-training data
+    num_classes: int = 0  # LPCE classes
+    dataset_images: int = 0
+    probe_every: int = 0  # quick downstream probe during pre-training (sweeps)
+    threads: int = 1
+    device: str | None = None
+
+
+@dataclass
+class Outcome:
+    metrics: dict[str, Any]  # the run's last report (or the stored model's metrics when reused)
+    model_uri: str | None
+    trained: bool  # whether this run launched Train (False: a complete model was reused as is)
+    resources: Resources | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run(cfg: Config, capacity: Capacity, *, pretrain: bool, score: bool, probe_every: int = 0,
+        callbacks: Sequence[Any] = (), drivers_cpus: float = 0.0, log: Callable[[str], None] = print,
+        render_progress: bool = True) -> Outcome:
+    """The driver function (see the module docstring)."""
+    from raysweep.runtime import ensure_ray
+
+    workers = cfg.pretrain.workers if pretrain else cfg.score.workers
+    res = resources_for(cfg, workers, capacity, drivers_cpus)
+    produce = pretrain and cfg.pretrain.steps > 0
+    model_uri, spec = cfg.score.checkpoint, None
+    if produce:
+        from raysweep.spec import spec_of
+
+        spec = spec_of(cfg.data)
+        model_uri = checkpoint.store_uri(cfg.storage, checkpoint.pretrain_key(cfg, spec.hash, res.accelerator))
+    elif pretrain:  # steps = 0: the scratch baseline
+        model_uri = None
+    if produce and not score and checkpoint.is_complete(model_uri):
+        log(f"reusing the pre-trained model {model_uri}")
+        return Outcome(checkpoint.read_state(model_uri).get("metrics", {}), model_uri, trained=False, resources=res)
+    ensure_ray()
+    lease = None
+    try:
+        if produce and not checkpoint.is_complete(model_uri):
+            lease = acquire(model_uri, log)  # None: someone else completed it meanwhile
+        needs_training = produce and not checkpoint.is_complete(model_uri)
+        if produce and not needs_training and not score:
+            log(f"reusing the pre-trained model {model_uri}")
+            return Outcome(checkpoint.read_state(model_uri).get("metrics", {}), model_uri, trained=False, resources=res)
+        dataset = ""
+        if needs_training:
+            from raysweep.dataset import materialize
+
+            dataset = materialize(cfg.data, cfg.storage, log=log, progress=render_progress, render_resource=cfg.render_resource)
+        elif produce:
+            log(f"reusing the pre-trained model {model_uri}")
+        job = Job(config=to_dict(cfg), model_uri=model_uri, pretrain=needs_training, score=score, dataset=dataset,
+                  num_classes=spec.num_classes if spec else cfg.data.L, dataset_images=spec.num_images if spec else 0,
+                  probe_every=probe_every if produce else 0, threads=res.threads, device=res.device)
+        kind = "trial" if pretrain and score else ("pretrain" if pretrain else "score")
+        result = launch(job, res, name=run_name(kind, cfg, model_uri, probe_every), storage=cfg.storage,
+                        max_failures=(cfg.pretrain if pretrain else cfg.score).max_failures,
+                        keep=cfg.pretrain.keep_checkpoints if pretrain else 1, callbacks=callbacks)
+    finally:
+        release(lease)
+    return Outcome(dict(result.metrics or {}), model_uri, trained=True, resources=res)
+
+
+def run_name(kind: str, cfg: Config, model_uri: str | None, probe_every: int) -> str:
+    """``{kind}-{hash}`` of what the run computes: the model it starts from or produces, and for
+    scoring the downstream recipe and the quick probe."""
+    key: dict[str, Any] = {"model_uri": model_uri, "model": dataclasses.asdict(cfg.model), "seed": cfg.seed}
+    if kind != "pretrain":
+        key["score"] = dataclasses.asdict(cfg.score)
+        key["probe"] = [probe_every, cfg.sweep.probe_train, cfg.sweep.probe_test] if probe_every else None
+    if model_uri is None and kind != "score":  # scratch: its seed and model are all there is
+        key["scratch"] = True
+    return f"{kind}-{hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]}"
+
+
+def storage_args(uri: str) -> dict:
+    """RunConfig's storage_path (+ filesystem for s3://, through the same s3fs as everything else)."""
+    if is_s3(uri):
+        from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+        fs, path = filesystem(uri)
+        return {"storage_path": path, "storage_filesystem": PyFileSystem(FSSpecHandler(fs))}
+    return {"storage_path": filesystem(uri)[1]}
+
+
+def launch(job: Job, res: Resources, *, name: str, storage: str, max_failures: int, keep: int,
+           callbacks: Sequence[Any] = (), datasets: dict | None = None):
+    """Build the run's TorchTrainer and fit it; return Ray Train's Result (its error raised)."""
+    import ray.train
+    from ray.train.torch import TorchConfig
+
+    from raysweep import ray_private
+    from raysweep.worker import worker_main
+
+    ray_private.set_env_defaults()
+    trainer_class = ray_private.lean_trainer_class()
+    backend = "nccl" if res.use_gpu and res.device in (None, "cuda") else "gloo"
+    trainer = trainer_class(
+        worker_main,
+        train_loop_config=dataclasses.asdict(job),
+        scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=res.use_gpu, resources_per_worker=res.bundle),
+        torch_config=TorchConfig(backend=backend),
+        run_config=ray.train.RunConfig(
+            name=name,
+            callbacks=list(callbacks),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=keep),
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            **storage_args(join(storage, "train")),
+        ),
+        datasets=datasets,
+    )
+    result = trainer.fit()
+    if result.error:
+        raise result.error
+    return result
+
+
+def checkpoint_uri(result_checkpoint, storage: str) -> str:
+    return f"s3://{result_checkpoint.path}" if is_s3(storage) else result_checkpoint.path
+
+
+# ------------------------------------------------------------------------------ pre-training lease
+
+LEASE_NAMESPACE = "raysweep"
+LEASE_POLL_SECONDS = 2.0
+
+
+def _lease_class():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class PretrainLease:
+        """Held (alive) while one run pre-trains a model; dies with the process that holds it."""
+
+        def held(self) -> bool:
+            return True
+
+    return PretrainLease
+
+
+def acquire(model_uri: str, log: Callable[[str], None] = print, poll: float = LEASE_POLL_SECONDS):
+    """The lease on pre-training ``model_uri``, once no other run holds it; None when the model
+    became complete meanwhile (then reuse it). The lease is a named actor owned by this process:
+    Ray ends it when this process ends, so a run that dies hands the work on."""
+    import ray
+
+    name = "pretrain-" + hashlib.sha256(model_uri.encode()).hexdigest()[:24]
+    cls = _lease_class()
+    announced = False
+    while not checkpoint.is_complete(model_uri):
+        try:
+            handle = cls.options(name=name, namespace=LEASE_NAMESPACE).remote()
+        except ValueError:  # another run holds it
+            if not announced:
+                log(f"waiting: another run is pre-training {model_uri}")
+                announced = True
+            time.sleep(poll)
+            continue
+        ray.get(handle.held.remote())
+        return handle
+    return None
+
+
+def release(handle) -> None:
+    if handle is not None:
+        import ray
+
+        ray.kill(handle)

@@ -1,0 +1,134 @@
+"""The one worker program: every Ray Train run raysweep launches executes :func:`worker_main` on
+each of its workers, reading its :class:`~raysweep.launch.Job` top to bottom:
+
+1. **data**: the downstream dataset (to score, or for the quick probe);
+2. **pre-train or reuse**: pre-train on this worker's share of the rendered dataset (continuing
+   from the run's latest checkpoint) and publish the model to the store, or read a stored model;
+3. **transfer**: a new head for the downstream classes (position embeddings resampled);
+4. **probes**: the extra linear probes of the backbone as it enters scoring (``score.extra_probes``);
+5. **score**: fine-tuning or a linear probe, then the final report (``finished``).
+
+Every rank reports at the same points. A restarted run (worker failure, or the same command
+again) continues where its latest checkpoint says: in pre-training, or in scoring.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import time
+
+
+def worker_main(config: dict) -> None:
+    import numpy as np
+    import ray
+    import ray.util
+    import torch
+
+    from raysweep import checkpoint
+    from raysweep.launch import TRAIN_PLACEMENT_GROUP, Job
+    from raysweep.pretrain.loop import config_from_dict
+    from raysweep.runtime import RayContext
+
+    job = Job(**config)
+    cfg = config_from_dict(job.config)
+    torch.set_num_threads(job.threads)
+    start = time.perf_counter()
+    group = ray.util.get_current_placement_group()  # the run's worker group (a sweep frees it if Tune stops the trial)
+    ctx = RayContext(device=job.device, tags={TRAIN_PLACEMENT_GROUP: group.id.hex()} if group else None)
+    resume = ctx.latest_checkpoint()
+    phase = json.loads(open(os.path.join(resume, checkpoint.STATE)).read()).get("phase") if resume else None
+
+    # 1. data
+    data = None
+    if job.score or job.probe_every:
+        from raysweep.score.datasets import load_downstream
+
+        data = load_downstream(cfg.score.dataset, cfg.score.data_root)
+
+    # 2. pre-train, or reuse
+    summary: dict = {}
+    weights = None
+    if job.pretrain and phase != "score" and not checkpoint.is_complete(job.model_uri):
+        from raysweep.dataset import load_arrays
+        from raysweep.pretrain.loop import train
+
+        images, labels = load_arrays(job.dataset)
+        images = np.ascontiguousarray(images[ctx.rank :: ctx.world_size])  # this worker's share, a copy
+        labels = labels[ctx.rank :: ctx.world_size].copy()
+        probe = _quick_probe(cfg, data, ctx) if job.probe_every and ctx.rank == 0 else None
+        metrics, model, state = train(cfg, images, labels, job.num_classes, ctx, dataset_uri=job.dataset, probe=probe,
+                                      probe_every=job.probe_every, resume=resume if phase == "pretrain" else None,
+                                      epoch_images=job.dataset_images)
+        del images, labels
+        if ctx.rank == 0:
+            _publish(model, state, job.model_uri)
+        weights = model.state_dict()
+        summary = _pretrain_summary(metrics)
+    elif job.model_uri:
+        stored = checkpoint.read_state(job.model_uri)
+        summary = _pretrain_summary(stored.get("metrics", {})) if stored.get("phase", "pretrain") == "pretrain" else {}
+        if job.probe_every and phase != "score":
+            # a reused model: report its quick probe once, at the last step, so schedulers see it too
+            weights = checkpoint.read_weights(job.model_uri)
+            if ctx.rank == 0:
+                from raysweep.score.backbone import transfer
+
+                summary["probe_top1"] = _quick_probe(cfg, data, ctx)(transfer(cfg.model, job.num_classes, weights).to(ctx.device))
+            ctx.report({"step": cfg.pretrain.steps, **{k: v for k, v in summary.items() if v is not None}}, None)
+    summary = {k: v for k, v in summary.items() if v is not None}
+    if not job.score:
+        ctx.report({**summary, "step": cfg.pretrain.steps, "model_uri": job.model_uri, "finished": True}, None)
+        return
+
+    # 3. transfer
+    from raysweep.models import create_model
+    from raysweep.score.backbone import build_model, transfer
+
+    if weights is None and job.model_uri:
+        downstream = build_model(cfg.model, data.num_classes, job.model_uri)
+    elif weights is not None:
+        downstream = transfer(cfg.model, data.num_classes, weights)
+    else:  # no pre-training: the scratch baseline
+        torch.manual_seed(cfg.seed)
+        downstream = create_model(cfg.model, data.num_classes)
+
+    # 4. probes of the backbone as it enters scoring (side measurements: they report nothing)
+    from raysweep.score.loop import finetune, linear_probe
+
+    for blocks in cfg.score.extra_probes:
+        probe_cfg = dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, mode="linear_probe", probe_blocks=blocks))
+        summary[f"probe{blocks}_top1"] = linear_probe(probe_cfg, copy.deepcopy(downstream), data, ctx)["top1"]
+
+    # 5. score, then the final report
+    ctx.tags.update({"step": cfg.pretrain.steps, **summary})
+    run = linear_probe if cfg.score.mode == "linear_probe" else finetune
+    result = run(cfg, downstream, data, ctx, report=ctx.report, resume=resume if phase == "score" else None)
+    # "finished", not "done": "done" is Tune's, and a result carrying done=True makes Tune stop the
+    # trial at once, killing its Train run (controller, workers) before that run has shut down
+    ctx.report({**result, "trial_seconds": time.perf_counter() - start, "node_id": ray.get_runtime_context().get_node_id(),
+                "worker_gpus": [str(g) for g in ray.get_gpu_ids()], "model_uri": job.model_uri, "finished": True}, None)
+
+
+def _pretrain_summary(metrics: dict) -> dict:
+    return {"pretrain_loss": metrics.get("loss"), "pretrain_top1": metrics.get("train_top1"),
+            "probe_top1": metrics.get("probe_top1")}
+
+
+def _quick_probe(cfg, data, ctx):
+    from raysweep.score.probe import QuickProbe
+
+    return QuickProbe(cfg, data, ctx.device)
+
+
+def _publish(model, state: dict, uri: str) -> None:
+    """Rank 0 writes the final weights to the store of pre-trained models."""
+    import tempfile
+
+    from raysweep import checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="raysweep-model-") as tmp:
+        checkpoint.save(tmp, model, state)
+        checkpoint.publish(tmp, uri)
