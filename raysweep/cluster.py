@@ -36,6 +36,7 @@ class NodeType:
     name: str
     resources: dict[str, float]
     max_count: int  # -1: unbounded
+    min_count: int = 0
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Capacity:
 
     def can_grow(self) -> bool:
         """Whether nodes may be added (on other machines)."""
-        return any(t.max_count != 0 for t in self.node_types)
+        return any(t.max_count < 0 or t.max_count > t.min_count for t in self.node_types)
 
     def fits(self, bundle: dict[str, float]) -> bool:
         """Some node, now or launchable, has at least ``bundle``."""
@@ -59,14 +60,15 @@ class Capacity:
         return any(all(r.get(k, 0) >= v for k, v in need.items()) for r in candidates)
 
     def most(self, resource: str) -> float:
-        """The most of ``resource`` the cluster can ever hold at once (inf when unbounded)."""
-        total = sum(n.get(resource, 0) for n in self.nodes)
-        for t in self.node_types:
-            if t.resources.get(resource, 0) > 0:
-                if t.max_count < 0:
-                    return float("inf")
-                total += t.max_count * t.resources[resource]
-        return total
+        """The most of ``resource`` the cluster can ever hold at once (inf when unbounded): what its
+        node types add up to at their maximum counts (the nodes up now are some of those), or what
+        its nodes have when it has no node types (a fixed cluster)."""
+        alive = sum(n.get(resource, 0) for n in self.nodes)
+        if not self.node_types:
+            return alive
+        if any(t.max_count < 0 and t.resources.get(resource, 0) > 0 for t in self.node_types):
+            return float("inf")
+        return max(alive, sum(t.max_count * t.resources.get(resource, 0) for t in self.node_types))
 
     def describe(self) -> str:
         """One line: the nodes and node types, e.g. ``nodes: {CPU: 8}; node types: gpu (0-8 x {CPU: 4, GPU: 1})``."""
@@ -74,7 +76,7 @@ class Capacity:
         text = f"{self.where}: nodes {nodes}"
         if self.node_types:
             types = ", ".join(f"{t.name} ({'unbounded' if t.max_count < 0 else f'up to {t.max_count}'} x {_fmt(t.resources)})"
-                              for t in self.node_types if t.max_count != 0)
+                              for t in self.node_types if t.max_count < 0 or t.max_count > t.min_count)
             text += f"; node types the autoscaler may launch: {types or 'none'}"
         elif not self.local:
             text += "; no node types published (an autoscaling cluster publishes them with: python -m raysweep.cluster publish CLUSTER.yaml)"
@@ -124,7 +126,8 @@ def cluster_capacity() -> Capacity:
     nodes = [{k: float(v) for k, v in n["Resources"].items() if not k.startswith("node:")} for n in alive]
     hosts = {n.get("NodeManagerAddress") or n.get("NodeManagerHostname") for n in alive}
     types = ray_private.cluster_node_types() or []
-    node_types = [NodeType(t["name"], {k: float(v) for k, v in t["resources"].items()}, t["max_count"]) for t in types]
+    node_types = [NodeType(t["name"], {k: float(v) for k, v in t["resources"].items()}, t["max_count"], t.get("min_count", 0))
+                  for t in types]
     address = ray.get_runtime_context().gcs_address
     return Capacity(where=f"the Ray cluster at {address}", nodes=nodes, hosts=hosts, node_types=node_types)
 
@@ -193,10 +196,10 @@ def node_types_of(cluster_yaml: dict) -> list[dict]:
         instance = ((spec or {}).get("node_config") or {}).get("InstanceType")
         for key, value in INSTANCE_RESOURCES.get(instance, {}).items():
             resources.setdefault(key, value)
-        is_head = name == head
+        is_head = name == head  # exactly one
         out.append({"name": name, "resources": {k: float(v) for k, v in resources.items()},
-                    "min_count": 0 if is_head else int(spec.get("min_workers", 0)),
-                    "max_count": 0 if is_head else int(spec.get("max_workers", cluster_yaml.get("max_workers", 0)))})
+                    "min_count": 1 if is_head else int(spec.get("min_workers", 0)),
+                    "max_count": 1 if is_head else int(spec.get("max_workers", cluster_yaml.get("max_workers", 0)))})
     return out
 
 

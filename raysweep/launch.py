@@ -67,10 +67,18 @@ class Resources:
         return f"{self.workers} x {self.bundle}" + (f" (running on {self.device})" if self.device else "")
 
 
-def resources_for(cfg: Config, workers: int, capacity: Capacity, drivers_cpus: float = 0.0) -> Resources:
+def device_override() -> str | None:
+    """``RAYSWEEP_DEVICE`` of the command's process (read where the command starts: the processes
+    Ray runs trials in do not have the command's environment)."""
+    return os.environ.get(DEVICE_ENV) or None
+
+
+def resources_for(cfg: Config, workers: int, capacity: Capacity, drivers_cpus: float = 0.0,
+                  device: str | None = None) -> Resources:
     """The Train workers' resources: ``pretrain.use_gpu`` and ``pretrain.cpus_per_worker`` from the
     config; unset, GPUs when the cluster can provide any, and CPUs as an even share of this machine
-    (after ``drivers_cpus``, the sweep's trial drivers) on the embedded default, 1 on a cluster."""
+    (after ``drivers_cpus``, the sweep's trial drivers) on the embedded default, 1 on a cluster.
+    ``device``: where the workers compute (see :data:`DEVICE_ENV`); None: their GPU, else the CPU."""
     p = cfg.pretrain
     use_gpu = p.use_gpu if p.use_gpu is not None else capacity.most("GPU") >= 1
     cpus = p.cpus_per_worker
@@ -80,8 +88,7 @@ def resources_for(cfg: Config, workers: int, capacity: Capacity, drivers_cpus: f
             cpus = float(math.floor(share)) if share >= 1 else max(0.1, round(share, 2))
         else:
             cpus = 1.0
-    return Resources(workers=workers, use_gpu=bool(use_gpu), cpus_per_worker=float(cpus),
-                     device=os.environ.get(DEVICE_ENV) or None)
+    return Resources(workers=workers, use_gpu=bool(use_gpu), cpus_per_worker=float(cpus), device=device)
 
 
 @dataclass
@@ -111,12 +118,13 @@ class Outcome:
 
 def run(cfg: Config, capacity: Capacity, *, pretrain: bool, score: bool, probe_every: int = 0,
         callbacks: Sequence[Any] = (), drivers_cpus: float = 0.0, log: Callable[[str], None] = print,
-        render_progress: bool = True) -> Outcome:
-    """The driver function (see the module docstring)."""
+        render_progress: bool = True, device: str | None = None) -> Outcome:
+    """The driver function (see the module docstring). ``device``: :func:`device_override` of the
+    command that started the run."""
     from raysweep.runtime import ensure_ray
 
     workers = cfg.pretrain.workers if pretrain else cfg.score.workers
-    res = resources_for(cfg, workers, capacity, drivers_cpus)
+    res = resources_for(cfg, workers, capacity, drivers_cpus, device)
     produce = pretrain and cfg.pretrain.steps > 0
     model_uri, spec = cfg.score.checkpoint, None
     if produce:

@@ -27,9 +27,21 @@ def check_model_name(name: str) -> None:
     import timm
 
     if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        close = close_model_names(name, timm.list_models())
         hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
         raise ConfigError(f"model.name={name!r} is not a timm model{hint}")
+
+
+def close_model_names(name: str, names: list[str], n: int = 3) -> list[str]:
+    """The names closest to ``name``, as a whole or by their start (a typo in ``vit_tinny`` is
+    meant for ``vit_tiny_patch16_224``, whose start it spells, more than for ``gcvit_tiny``)."""
+    def score(candidate: str) -> float:
+        whole = difflib.SequenceMatcher(None, name, candidate).ratio()
+        start = max(difflib.SequenceMatcher(None, name, candidate[: len(name) + d]).ratio() for d in (-1, 0, 1))
+        return max(whole, start)
+
+    scored = sorted(((score(c), c) for c in names), key=lambda sc: (-sc[0], len(sc[1]), sc[1]))
+    return [c for s, c in scored[:n] if s >= 0.6]
 
 
 def create_model(cfg: ModelConfig, num_classes: int):

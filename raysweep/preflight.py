@@ -121,11 +121,11 @@ def check_checkpoint(cfg: Config) -> None:
 
 
 def check_resources(cfg: Config, capacity: cluster.Capacity, *, pretrain: bool, sweep: SweepConfig | None) -> None:
-    from raysweep.launch import resources_for
+    from raysweep.launch import device_override, resources_for
 
     workers = cfg.pretrain.workers if pretrain else cfg.score.workers
     drivers = sweep.trial_cpus * sweep.max_concurrent_trials if sweep else 0.0
-    res = resources_for(cfg, workers, capacity, drivers)
+    res = resources_for(cfg, workers, capacity, drivers, device_override())
     gpu = f", pretrain.use_gpu={str(res.use_gpu).lower()}"
     cluster.check_fits(capacity, f"each Train worker ({'pretrain' if pretrain else 'score'}.workers={workers}{gpu})",
                        res.bundle, count=workers)

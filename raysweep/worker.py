@@ -51,7 +51,8 @@ def worker_main(config: dict) -> None:
     # 2. pre-train, or reuse
     summary: dict = {}
     weights = None
-    if job.pretrain and phase != "score" and not checkpoint.is_complete(job.model_uri):
+    pretrained_here = job.pretrain and phase != "score" and not checkpoint.is_complete(job.model_uri)
+    if pretrained_here:
         from raysweep.dataset import load_arrays
         from raysweep.pretrain.loop import train
 
@@ -80,7 +81,8 @@ def worker_main(config: dict) -> None:
             ctx.report({"step": cfg.pretrain.steps, **{k: v for k, v in summary.items() if v is not None}}, None)
     summary = {k: v for k, v in summary.items() if v is not None}
     if not job.score:
-        ctx.report({**summary, "step": cfg.pretrain.steps, "model_uri": job.model_uri, "finished": True}, None)
+        ctx.report({**summary, "step": cfg.pretrain.steps, "model_uri": job.model_uri, "pretrained_here": pretrained_here,
+                    "finished": True}, None)
         return
 
     # 3. transfer
@@ -109,7 +111,8 @@ def worker_main(config: dict) -> None:
     # "finished", not "done": "done" is Tune's, and a result carrying done=True makes Tune stop the
     # trial at once, killing its Train run (controller, workers) before that run has shut down
     ctx.report({**result, "trial_seconds": time.perf_counter() - start, "node_id": ray.get_runtime_context().get_node_id(),
-                "worker_gpus": [str(g) for g in ray.get_gpu_ids()], "model_uri": job.model_uri, "finished": True}, None)
+                "worker_gpus": [str(g) for g in ray.get_gpu_ids()], "model_uri": job.model_uri,
+                "pretrained_here": pretrained_here, "finished": True}, None)
 
 
 def _pretrain_summary(metrics: dict) -> dict:

@@ -197,21 +197,26 @@ class BatchAugment:
         x = torch.where(outside, FILL, x)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        for op_idx, apply, level, sign in plan:
-            # each sample drew one op in this layer: every photometric op is computed for the whole
-            # batch and kept where it was drawn (static shapes: no host round trip to find who drew it)
-            out = x
-            for k, op in enumerate(OPS):
-                if op not in GEOMETRIC:
-                    sel = (apply & (op_idx == k)).view(-1, 1, 1, 1)
-                    out = torch.where(sel, self._photometric(op, x, level, sign), out)
-            x = out
+        x = self._apply_photometric(x, plan)
         if not plan and self.color_jitter > 0:
             x = self._color_jitter(x, g)
         x = (x - 0.5) / 0.5
         if self.reprob > 0:
             x = self._erase(x, g)
         return self._targets(x, labels)
+
+    def _apply_photometric(self, x: torch.Tensor, plan) -> torch.Tensor:
+        """Each layer's photometric ops on the samples that drew them. A sample drew one op per
+        layer: every photometric op is computed for the whole batch and kept where it was drawn
+        (static shapes: no round trip to the host to find out who drew what)."""
+        for op_idx, apply, level, sign in plan:
+            out = x
+            for k, op in enumerate(OPS):
+                if op not in GEOMETRIC:
+                    sel = (apply & (op_idx == k)).view(-1, 1, 1, 1)
+                    out = torch.where(sel, self._photometric(op, x, level, sign), out)
+            x = out
+        return x
 
     def _draw_randaugment(self, b: int, g: torch.Generator, device):
         spec = self.randaugment

@@ -13,13 +13,13 @@ from raysweep.config import Config, ConfigError
 
 def pretrain(cfg: Config, log=print) -> str:
     """Pre-train (or reuse) the model of ``cfg``; return the pre-trained model's URI."""
-    from raysweep.launch import run
+    from raysweep.launch import device_override, run
     from raysweep.preflight import preflight
 
     if cfg.pretrain.steps < 1:
         raise ConfigError("pretrain.steps=0: nothing to pre-train; allowed: >= 1 (use score.checkpoint=none for scratch)")
     capacity = preflight([cfg], pretrain=True, score=False)
-    outcome = run(cfg, capacity, pretrain=True, score=False, log=log)
+    outcome = run(cfg, capacity, pretrain=True, score=False, log=log, device=device_override())
     log(f"pre-trained model {outcome.model_uri}")
     return outcome.model_uri
 

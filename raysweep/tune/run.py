@@ -77,7 +77,7 @@ def run_sweep(exp: Experiment, log=print) -> str:
     from ray import tune
 
     from raysweep import ray_private
-    from raysweep.launch import storage_args
+    from raysweep.launch import device_override, storage_args
     from raysweep.preflight import preflight
     from raysweep.report.results import trial_rows, write_outputs
     from raysweep.runtime import ensure_ray
@@ -90,7 +90,8 @@ def run_sweep(exp: Experiment, log=print) -> str:
     resuming = _check_resume(exp, path)
     ensure_ray()
     ray_private.pin_autoscaling_coordinator()
-    trainable = tune.with_resources(tune.with_parameters(run_trial, experiment=exp, capacity=capacity), {"cpu": sweep.trial_cpus})
+    trainable = tune.with_resources(tune.with_parameters(run_trial, experiment=exp, capacity=capacity, device=device_override()),
+                                    {"cpu": sweep.trial_cpus})
     storage = storage_args(join(exp.cfg.storage, "sweeps"))
     restore_path = f"s3://{storage['storage_path']}/{exp.cfg.name}" if is_s3(exp.cfg.storage) else path
     if resuming and tune.Tuner.can_restore(restore_path, storage_filesystem=storage.get("storage_filesystem")):

@@ -9,7 +9,7 @@ downstream probe (``probe_top1``, ASHA's signal), at the end the downstream ``to
 from __future__ import annotations
 
 
-def run_trial(params: dict, experiment, capacity) -> None:
+def run_trial(params: dict, experiment, capacity, device: str | None = None) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from raysweep.launch import run
@@ -17,4 +17,4 @@ def run_trial(params: dict, experiment, capacity) -> None:
     cfg = experiment.config_for(experiment.with_seed(params))
     sweep = experiment.cfg.sweep
     run(cfg, capacity, pretrain=True, score=True, probe_every=cfg.sweep.probe_every, callbacks=[TuneReportCallback()],
-        drivers_cpus=sweep.trial_cpus * sweep.max_concurrent_trials, log=lambda m: None, render_progress=False)
+        drivers_cpus=sweep.trial_cpus * sweep.max_concurrent_trials, log=lambda m: None, render_progress=False, device=device)
