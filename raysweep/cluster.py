@@ -140,11 +140,7 @@ def _cached_local() -> Capacity:
 def current() -> Capacity:
     """What the cluster commands run on can provide: this machine (the embedded default, read
     without starting Ray), or the cluster named by ``RAY_ADDRESS`` (connected to, if need be)."""
-    if not on_cluster():
-        import ray
-
-        if ray.is_initialized():  # a local Ray started by this process (tests, benchmarks)
-            return cluster_capacity()
+    if not on_cluster():  # the embedded default (started in this process, or about to be)
         return _cached_local()
     from raysweep.runtime import ensure_ray
 
@@ -241,8 +237,8 @@ def _main(argv: list[str] | None = None) -> int:
         from raysweep import ray_private
         from raysweep.runtime import ensure_ray
 
-        if not on_cluster():
-            raise ConfigError("publish needs the cluster: run it on the head node, or set RAY_ADDRESS")
+        if not on_cluster():  # on the head node: the cluster `ray start` recorded there
+            os.environ["RAY_ADDRESS"] = "auto"
         ensure_ray()
         ray_private.publish_cluster_config(node_types)
         print(cluster_capacity().describe())

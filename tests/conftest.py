@@ -104,3 +104,11 @@ def http_root(tmp_path, no_proxy):
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that need the session's Ray are integration tests: marked ``slow``, so that
+    ``pytest -m "not slow"`` is the fast loop (unit tests of the math, the config, the parts)."""
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

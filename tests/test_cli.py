@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -12,6 +13,7 @@ def run(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_preview_writes_a_contact_sheet(tmp_path):
     out = tmp_path / "grid.png"
     proc = run("raysweep.render", "preview", "data.sigma=3.5", "data.delta=0.1", "data.L=16",
@@ -29,6 +31,7 @@ def test_preview_writes_a_contact_sheet(tmp_path):
     assert lit.mean() > 0.03  # fractal pixels are there
 
 
+@pytest.mark.slow
 def test_preview_of_fractaldb(tmp_path):
     out = tmp_path / "fdb.png"
     proc = run("raysweep.render", "preview", "data.source=fractaldb", "data.L=4", "data.instances=2",
@@ -37,6 +40,7 @@ def test_preview_of_fractaldb(tmp_path):
     assert Image.open(out).size[0] > 0
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_no_traceback(tmp_path):
     cases = {
         "data.sigma=6.5": "data.sigma=6.5 is out of range; allowed: the open interval (0, 6)",
@@ -62,6 +66,7 @@ def test_unknown_command():
     assert proc.returncode == 2 and "unknown command 'paint'; choose one of: preview" in proc.stderr
 
 
+@pytest.mark.slow
 def test_bench_render_json_smoke():
     proc = run("raysweep.bench", "render", "--json", "--seconds", "0.05", "--repeats", "1")
     assert proc.returncode == 0, proc.stderr
@@ -70,6 +75,7 @@ def test_bench_render_json_smoke():
     assert set(result["sizes"]) == {"512", "224", "64"}
 
 
+@pytest.mark.slow
 def test_bench_data_json_smoke():
     """The data benchmark end to end at a tiny size: its own local Ray, the spawned process pool."""
     proc = run("raysweep.bench", "data", "--json", "--images", "8", "--repeats", "1")

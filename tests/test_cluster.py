@@ -46,6 +46,7 @@ def test_cluster_yaml_passes_rays_autoscaler_validation():
     head = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head, "the dashboard is reached through `ray dashboard` (SSH), never a public port"
     assert "RAY_AUTH_MODE=token" in head and "RAY_AUTH_MODE=token" in " ".join(config["worker_start_ray_commands"])
+    assert "python -m raysweep.cluster publish ~/ray_bootstrap_config.yaml" in head, "the head publishes the node types"
     assert "pip install" in " ".join(config["setup_commands"]) and "raysweep" in " ".join(config["setup_commands"])
     for secret in ("aws_access_key_id", "aws_secret_access_key", "AKIA", "AWS_SECRET"):
         assert secret.lower() not in raw.lower(), f"no keys in the cluster file ({secret})"
@@ -232,6 +233,7 @@ ray.shutdown()
 """
 
 
+@pytest.mark.slow
 def test_local_ray_binds_loopback_and_keeps_token_auth(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
@@ -247,6 +249,7 @@ def test_local_ray_binds_loopback_and_keeps_token_auth(tmp_path):
     assert report["unauthenticated"] in (401, 403), "the dashboard refuses a request without the token"
 
 
+@pytest.mark.slow
 def test_no_credential_is_written_anywhere(s3_endpoint, s3_bucket, tmp_path):
     """A whole local run (its own embedded Ray) on S3 storage with fake, unique credentials: no
     byte of the run's storage (run directory, datasets, checkpoints, results, report, logs) holds them."""

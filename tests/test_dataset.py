@@ -68,6 +68,7 @@ def test_s3_storage_round_trip(ray_cluster, s3_bucket):
     assert ray_dataset(uri).count() == 10
 
 
+@pytest.mark.slow
 def test_unreachable_storage_fails_in_one_line_before_rendering(s3_endpoint, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"storage 's3://no-such-bucket-xyz/runs' is not writable: the bucket does not exist"):
         materialize(DataConfig(L=4, **SMALL), "s3://no-such-bucket-xyz/runs")

@@ -120,6 +120,7 @@ def test_killed_run_resumes_from_its_checkpoint(ray_cluster, tmp_path):
     assert all((snapshot.parent / name / "model.pt").exists() for name in kept)
 
 
+@pytest.mark.slow
 def test_bad_model_fails_before_cluster_work(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "raysweep.pretrain", "model.name=vit_tinny", f"storage={tmp_path}"],
                           capture_output=True, text=True, timeout=120)

@@ -145,6 +145,7 @@ def test_report_of_an_s3_run_directory(finished_sweep, s3_bucket, aws_env, brows
         page.close()
 
 
+@pytest.mark.slow
 def test_bad_run_directories_are_one_line_errors(tmp_path, aws_env):
     proc = report_cli(tmp_path / "nowhere")
     assert proc.returncode == 2

@@ -36,6 +36,7 @@ def pretrained(ray_cluster, tmp_path_factory):
     return pretrain(cfg, log=lambda m: None)
 
 
+@pytest.mark.slow
 def test_short_finetune_on_digits_beats_chance(digits):
     cfg = load_config([*VIT, *QUICK, "score.dataset=digits", "score.epochs=15"])
     reports = []
@@ -45,6 +46,7 @@ def test_short_finetune_on_digits_beats_chance(digits):
     assert result["top1"] <= result["top5"] <= 100.0 and result["best_top1"] >= result["top1"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CIFAR.exists(), reason="shared CIFAR-10 subset not present")
 def test_short_finetune_on_real_cifar10_beats_chance():
     cfg = load_config([*VIT, "score.dataset=cifar10", f"score.data_root={CIFAR}", "score.epochs=3", "score.batch_size=128",
@@ -122,6 +124,7 @@ def test_cli_finetunes_a_pretrained_checkpoint_on_ray_train(pretrained, tmp_path
     assert 0.0 <= result["top1"] <= 100.0 and result["top5"] >= result["top1"]
 
 
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line(tmp_path):
     cases = {
         ("score.dataset=cifar10", f"score.data_root={tmp_path / 'nope'}"): "score.data_root",

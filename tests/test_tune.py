@@ -182,6 +182,7 @@ def test_asha_schedules_on_the_quick_probe(ray_cluster, tmp_path):
     assert all(r["probe_top1"] for r in table), "every trial reported the probe ASHA decides on"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "extra,message",
     [

@@ -78,10 +78,9 @@ def _figures(med: dict[str, float], L: int) -> dict:
 
 
 def run(sizes: tuple[int, ...] = (1000, 10_000), repeats: int = 3, size: int = 512, iterations: int = 100_000) -> dict:
-    import ray
+    from raysweep.runtime import ensure_ray
 
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", logging_level="error", log_to_driver=False)
+    ensure_ray()  # the embedded default, as the commands start it
     scratch = Path(tempfile.mkdtemp(prefix="raysweep-bench-data-"))
     per_size: dict[str, dict] = {}
     # spawned, not forked: this process runs Ray's threads

@@ -23,14 +23,14 @@ OVERRIDES = [
 
 
 def run(steps: int = 80, repeats: int = 3) -> dict:
-    import ray
+    from raysweep.runtime import ensure_ray
 
     from raysweep.dataset import load_arrays, materialize
     from raysweep.pretrain.loop import train
-    from raysweep.pretrain.run import LocalContext, pretrain, read_checkpoint_state
+    from raysweep.pretrain.run import pretrain, read_checkpoint_state
+    from raysweep.runtime import LocalContext
 
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", logging_level="error", log_to_driver=False)
+    ensure_ray()  # the embedded default, as the commands start it
     scratch = Path(tempfile.mkdtemp(prefix="raysweep-bench-train-"))
     half = max(1, steps // 2)
     base = [*OVERRIDES, f"pretrain.steps={steps}", f"pretrain.report_every={half}", f"pretrain.checkpoint_every={steps}"]

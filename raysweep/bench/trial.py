@@ -31,13 +31,12 @@ EXPERIMENT = {
 
 
 def run(trials: int = 4) -> dict:
-    import ray
+    from raysweep.runtime import ensure_ray
 
     from raysweep.tune.run import run_sweep
     from raysweep.tune.space import load_experiment
 
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", logging_level="error", log_to_driver=False)
+    ensure_ray()  # the embedded default, as the commands start it
     scratch = Path(tempfile.mkdtemp(prefix="raysweep-bench-trial-"))
     try:
         doc = {**EXPERIMENT, "storage": str(scratch), "sweep": {"seeds": [0]}}
