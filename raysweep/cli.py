@@ -56,3 +56,21 @@ def main_guard(fn: Callable[..., int | None]) -> Callable[..., int]:
             return 130
 
     return wrapper
+
+
+def config_command(doc: str, run: Callable[[Any], Any]) -> Callable[[Sequence[str] | None], int]:
+    """The ``main`` of a command that takes schema overrides only: ``-h`` prints ``doc``; otherwise
+    the overrides become a validated Config, ``run(config)`` runs, its result is the last line."""
+
+    @main_guard
+    def main(argv: Sequence[str] | None = None) -> int:
+        from raysweep.config import load_config
+
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if argv[:1] in (["-h"], ["--help"]):
+            print(doc)
+            return 0
+        print(run(load_config(argv)))
+        return 0
+
+    return main

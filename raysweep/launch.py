@@ -6,7 +6,7 @@ only) and each sweep trial (pre-train or reuse, then score). It
 
 1. resolves the run's resources from the config and what the cluster can provide;
 2. finds the pre-trained model in the content-addressed store ``{storage}/pretrain/{key}``
-   (:func:`raysweep.checkpoint.pretrain_key`): a complete one is reused and never trained again.
+   (:func:`raysweep.core.checkpoint.pretrain_key`): a complete one is reused and never trained again.
    Runs that need the same model at the same time take a lease (a named Ray actor, released when
    its holder ends, whatever way it ends): one trains, the others wait and then reuse it;
 3. renders or reuses the dataset, if it pre-trains;
@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from raysweep import checkpoint
+from raysweep.core import checkpoint
 from raysweep.cluster import Capacity
 from raysweep.config import Config, to_dict
 from raysweep.storage import filesystem, is_s3, join
@@ -150,7 +150,8 @@ def run(cfg: Config, capacity: Capacity, *, pretrain: bool, score: bool, probe_e
         if needs_training:
             from raysweep.dataset import materialize
 
-            dataset = materialize(cfg.data, cfg.storage, log=log, progress=render_progress, render_resource=cfg.render_resource)
+            dataset = materialize(cfg.data, cfg.storage, log=log, progress=render_progress, render_resource=cfg.render_resource,
+                                  spec=spec).uri
         elif produce:
             log(f"reusing the pre-trained model {model_uri}")
         job = Job(config=to_dict(cfg), model_uri=model_uri, pretrain=needs_training, score=score, dataset=dataset,

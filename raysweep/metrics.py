@@ -51,10 +51,6 @@ class RenderMetrics:
         _counter("raysweep_render_images", "Images rendered", ("source",)).inc(images, tags=self.tags)
 
 
-def render_metrics(source: str) -> RenderMetrics:
-    return RenderMetrics(source)
-
-
 def record_trial_result(experiment: str, trial: str, result: dict) -> None:
     """Called by the sweep's driver on every result a trial reports."""
     if not _ray_ready():

@@ -114,7 +114,7 @@ def check_data(cfg: Config) -> None:
 
 def check_checkpoint(cfg: Config) -> None:
     """The checkpoint's state (not its weights) is readable and of the architecture asked for."""
-    from raysweep import checkpoint
+    from raysweep.core import checkpoint
     from raysweep.score.backbone import check_architecture
 
     check_architecture(cfg.model, checkpoint.read_state(cfg.score.checkpoint), cfg.score.checkpoint)

@@ -28,20 +28,26 @@ def join(uri: str, *parts: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _s3(endpoint: str | None) -> fsspec.AbstractFileSystem:
+def _s3(endpoint: str | None, environment: tuple = ()) -> fsspec.AbstractFileSystem:
+    """The one S3 client: short timeouts and few retries, so that an unreachable endpoint or a bad
+    bucket is reported in seconds, not minutes."""
     import s3fs
 
-    return s3fs.S3FileSystem(
+    fs = s3fs.S3FileSystem(
         endpoint_url=endpoint,
         skip_instance_cache=True,
         config_kwargs={"connect_timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 3, "mode": "standard"}},
     )
+    fs.retries = 2  # s3fs's own retry loop (its default is 5, with back-off)
+    return fs
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem of ``uri`` and the path within it."""
     if is_s3(uri):
-        return _s3(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")), str(uri)[len("s3://") :]
+        # one client per endpoint and AWS environment (credentials set or changed later get a new one)
+        aws = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+        return _s3(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"), aws), str(uri)[len("s3://") :]
     return fsspec.filesystem("file"), str(Path(str(uri).removeprefix("file://")).expanduser().absolute())
 
 
@@ -134,3 +140,46 @@ def _reason(e: BaseException) -> str:
     if isinstance(e, PermissionError):
         return "permission denied"
     return f"{type(e).__name__}: {text[:200]}"
+
+
+# ------------------------------------------------------------------------------------------ http(s)
+
+HTTP_TIMEOUT_S = 60.0
+
+
+class DownloadError(Exception):
+    """A download that failed; its message is the reason in a few words (for a one-line error)."""
+
+
+def download(url: str, write, max_bytes: int | None = None, timeout: float = HTTP_TIMEOUT_S) -> int:
+    """Stream ``url`` (http or https) into ``write(chunk)``; return the bytes written. Raises
+    :class:`DownloadError` naming why it failed (HTTP status, unreachable, timeout, too large)."""
+    import urllib.error
+    import urllib.request
+
+    from raysweep.config.errors import brief
+
+    total = 0
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "raysweep/0.1 (python-urllib)"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            while chunk := response.read(1 << 20):
+                total += len(chunk)
+                if max_bytes is not None and total > max_bytes:
+                    raise DownloadError(f"larger than {max_bytes // 2**20} MiB")
+                write(chunk)
+    except DownloadError:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"HTTP error {exc.code} {brief(exc.reason or '', 80)}".rstrip()) from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise DownloadError(f"unreachable: no answer within {timeout:g} s") from None
+        raise DownloadError(f"unreachable ({brief(exc.reason) if isinstance(exc.reason, BaseException) else exc.reason})") from None
+    except TimeoutError:
+        raise DownloadError(f"unreachable: no answer within {timeout:g} s") from None
+    except ValueError as exc:
+        raise DownloadError(f"not a valid URL ({brief(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - http.client errors, connection resets, a full disk
+        raise DownloadError(f"{type(exc).__name__}: {brief(exc)}") from None
+    return total

@@ -27,10 +27,10 @@ def worker_main(config: dict) -> None:
     import ray.util
     import torch
 
-    from raysweep import checkpoint
+    from raysweep.core import checkpoint
     from raysweep.launch import TRAIN_PLACEMENT_GROUP, Job
-    from raysweep.pretrain.loop import config_from_dict
-    from raysweep.runtime import RayContext
+    from raysweep.config import config_from_dict
+    from raysweep.core.context import RayContext
 
     job = Job(**config)
     cfg = config_from_dict(job.config)
@@ -52,6 +52,10 @@ def worker_main(config: dict) -> None:
     summary: dict = {}
     weights = None
     pretrained_here = job.pretrain and phase != "score" and not checkpoint.is_complete(job.model_uri)
+    stored = checkpoint.read_state(job.model_uri) if job.model_uri and not pretrained_here else {}
+    dataset = job.dataset or stored.get("dataset")
+    if dataset:  # every report says which dataset the model learned from (the report page shows it)
+        ctx.tags["dataset"] = dataset
     if pretrained_here:
         from raysweep.dataset import load_arrays
         from raysweep.pretrain.loop import train
@@ -69,7 +73,6 @@ def worker_main(config: dict) -> None:
         weights = model.state_dict()
         summary = _pretrain_summary(metrics)
     elif job.model_uri:
-        stored = checkpoint.read_state(job.model_uri)
         summary = _pretrain_summary(stored.get("metrics", {})) if stored.get("phase", "pretrain") == "pretrain" else {}
         if job.probe_every and phase != "score":
             # a reused model: report its quick probe once, at the last step, so schedulers see it too
@@ -121,7 +124,7 @@ def _pretrain_summary(metrics: dict) -> dict:
 
 
 def _quick_probe(cfg, data, ctx):
-    from raysweep.score.probe import QuickProbe
+    from raysweep.score.fewshot import QuickProbe
 
     return QuickProbe(cfg, data, ctx.device)
 
@@ -130,7 +133,7 @@ def _publish(model, state: dict, uri: str) -> None:
     """Rank 0 writes the final weights to the store of pre-trained models."""
     import tempfile
 
-    from raysweep import checkpoint
+    from raysweep.core import checkpoint
 
     with tempfile.TemporaryDirectory(prefix="raysweep-model-") as tmp:
         checkpoint.save(tmp, model, state)

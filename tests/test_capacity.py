@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from raysweep import checkpoint
+from raysweep.core import checkpoint
 from raysweep.cluster import Capacity, NodeType, check_fits, check_storage, node_types_of
 from raysweep.config import ConfigError, load_config
 from raysweep.launch import Resources, resources_for
@@ -115,7 +115,7 @@ def test_every_rank_gets_an_equal_share_and_all_samples_are_covered(n, world):
 def test_augmentation_never_reads_a_tensor_back_to_the_host(monkeypatch):
     """A host read (``.item()``, ``bool(tensor)``, ``.nonzero()``, ``.tolist()``) waits for the
     device's queue to drain; the full recipe, RandAugment included, makes none."""
-    from raysweep.pretrain.augment import for_pretraining
+    from raysweep.core.augment import for_pretraining
 
     aug = for_pretraining(load_config([]).pretrain, 32, num_classes=10)
     aug.sync_free = True  # what it does on an accelerator (on the CPU, reading a tensor costs nothing)
@@ -133,7 +133,7 @@ def test_augmentation_never_reads_a_tensor_back_to_the_host(monkeypatch):
 def test_each_randaugment_op_applies_only_to_the_samples_that_drew_it():
     """The batched photometric step, sync-free (accelerators) or on the drawn samples only (CPU),
     equals applying each sample's drawn ops one by one."""
-    from raysweep.pretrain.augment import GEOMETRIC, OPS, BatchAugment
+    from raysweep.core.augment import GEOMETRIC, OPS, BatchAugment
 
     aug = BatchAugment(16, 10, crop_scale_min=1.0, hflip=0.0, randaugment="rand-m9-mstd0.5-inc1", smoothing=0.0)
     g = torch.Generator().manual_seed(1)

@@ -28,7 +28,8 @@ def checksums(uri: str) -> list[str]:
 def test_render_then_reuse_and_read_back(ray_cluster, tmp_path):
     cfg = DataConfig(L=12, instances=2, **SMALL)
     logs: list[str] = []
-    uri = materialize(cfg, str(tmp_path), log=logs.append, progress=False)
+    uri, spec = materialize(cfg, str(tmp_path), log=logs.append, progress=False)
+    assert spec == spec_of(cfg) and uri == spec.uri(str(tmp_path))
     assert uri == spec_of(cfg).uri(str(tmp_path))
     manifest = json.loads(Path(uri, "manifest.json").read_text())
     assert manifest["counts"] == {"classes": 12, "instances": 2, "images": 24, "shards": 1}
@@ -45,15 +46,15 @@ def test_render_then_reuse_and_read_back(ray_cluster, tmp_path):
     assert ds.count() == 24 and set(ds.schema().names) >= {"image", "label", "params"}
     # the same spec again: reused, not rendered
     logs.clear()
-    assert materialize(cfg, str(tmp_path), log=logs.append, progress=False) == uri
+    assert materialize(cfg, str(tmp_path), log=logs.append, progress=False).uri == uri
     assert logs == [f"reusing {uri}"]
 
 
 def test_same_spec_same_checksums_other_seed_other_checksums(ray_cluster, tmp_path):
     cfg = DataConfig(L=300, **SMALL)  # 2 shards
-    a = materialize(cfg, str(tmp_path / "a"), progress=False, log=lambda m: None)
-    b = materialize(cfg, str(tmp_path / "b"), progress=False, log=lambda m: None)
-    c = materialize(DataConfig(L=300, seed=1, **SMALL), str(tmp_path / "c"), progress=False, log=lambda m: None)
+    a = materialize(cfg, str(tmp_path / "a"), progress=False, log=lambda m: None).uri
+    b = materialize(cfg, str(tmp_path / "b"), progress=False, log=lambda m: None).uri
+    c = materialize(DataConfig(L=300, seed=1, **SMALL), str(tmp_path / "c"), progress=False, log=lambda m: None).uri
     assert len(checksums(a)) == 2
     assert checksums(a) == checksums(b)
     assert not set(checksums(a)) & set(checksums(c))
@@ -61,7 +62,7 @@ def test_same_spec_same_checksums_other_seed_other_checksums(ray_cluster, tmp_pa
 
 def test_s3_storage_round_trip(ray_cluster, s3_bucket):
     cfg = DataConfig(L=10, **SMALL)
-    uri = materialize(cfg, f"{s3_bucket}/runs", progress=False, log=lambda m: None)
+    uri = materialize(cfg, f"{s3_bucket}/runs", progress=False, log=lambda m: None).uri
     assert uri.startswith(f"{s3_bucket}/runs/datasets/1p-frac-")
     images, labels = load_arrays(uri)
     assert images.shape == (10, 32, 32) and sorted(labels) == list(range(10))

@@ -16,10 +16,10 @@ import torch
 
 from raysweep.config import ConfigError, load_config
 from raysweep.dataset import load_arrays, materialize
-from raysweep.pretrain.augment import for_pretraining
+from raysweep.core.augment import for_pretraining
 from raysweep.pretrain.loop import lr_at, train
 from raysweep.pretrain.run import pretrain, read_checkpoint_state
-from raysweep.runtime import LocalContext
+from raysweep.core.context import LocalContext
 
 TINY = [
     "data.L=8", "data.size=64", "data.pad=2", "data.iterations=20000", "data.delta=0.3",
@@ -35,7 +35,7 @@ EASY = ["data.L=4", "data.delta=0.9", "model.patch_size=4", "pretrain.randaugmen
 def test_tiny_vit_loss_falls(ray_cluster, tmp_path):
     cfg = load_config([*TINY, *EASY, "pretrain.steps=300", "pretrain.batch_size=32", "pretrain.report_every=50",
                        "pretrain.checkpoint_every=1000"])
-    dataset = materialize(cfg.data, str(tmp_path), progress=False, log=lambda m: None)
+    dataset = materialize(cfg.data, str(tmp_path), progress=False, log=lambda m: None).uri
     images, labels = load_arrays(dataset)
     ctx = LocalContext()
     train(cfg, images, labels, cfg.data.L, ctx)

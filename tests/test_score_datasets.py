@@ -21,7 +21,8 @@ from shared_material import skip_unless_shared
 
 from raysweep.config import ConfigError
 from raysweep.score import datasets as ds
-from raysweep.score.datasets import Downstream, Split, download_cifar, load_downstream, resize_batch
+from raysweep.core.inputs import resize_batch
+from raysweep.score.datasets import Downstream, Split, download_cifar, load_downstream
 
 SUBSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-subset"
 BATCHES = SUBSET / "cifar-10-batches-py"

@@ -28,7 +28,7 @@ def run(steps: int = 80, repeats: int = 3) -> dict:
     from raysweep.dataset import load_arrays, materialize
     from raysweep.pretrain.loop import train
     from raysweep.pretrain.run import pretrain, read_checkpoint_state
-    from raysweep.runtime import LocalContext
+    from raysweep.core.context import LocalContext
 
     ensure_ray()  # the embedded default, as the commands start it
     scratch = Path(tempfile.mkdtemp(prefix="raysweep-bench-train-"))
@@ -38,7 +38,7 @@ def run(steps: int = 80, repeats: int = 3) -> dict:
     waits: dict[str, list[float]] = {"bare": [], "ray_train": []}
     try:
         cfg = load_config([*base, f"storage={scratch / 'data'}"])
-        images, labels = load_arrays(materialize(cfg.data, cfg.storage, progress=False, log=lambda m: None))
+        images, labels = load_arrays(materialize(cfg.data, cfg.storage, progress=False, log=lambda m: None).uri)
         for r in range(repeats):
             ctx = LocalContext()
             train(cfg, images, labels, cfg.data.L, ctx)

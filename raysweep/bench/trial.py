@@ -34,7 +34,7 @@ def run(trials: int = 4) -> dict:
     from raysweep.runtime import ensure_ray
 
     from raysweep.tune.run import run_sweep
-    from raysweep.tune.space import load_experiment
+    from raysweep.experiment import load_experiment
 
     ensure_ray()  # the embedded default, as the commands start it
     scratch = Path(tempfile.mkdtemp(prefix="raysweep-bench-trial-"))

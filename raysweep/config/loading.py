@@ -42,6 +42,9 @@ def _dataclass_type(cls: type, name: str):
 
 def check_key(key: str, cls: type = Config) -> None:
     """Raise a one-line error for a dotted key that the schema does not have."""
+    if cls is Config and key in ("budget", "budgets", "variants", "study"):
+        raise ConfigError(f"{key} is a key of an experiment, not of a single run; use it with "
+                          f"python -m raysweep.tune EXPERIMENT.yaml {key}=...")
     parts = key.split(".")
     node, path = cls, []
     for i, part in enumerate(parts):
@@ -184,6 +187,11 @@ def load_config(overrides: Sequence[str] = (), yaml_path: str | os.PathLike | No
         values.update(flatten(compose_yaml(yaml_path)))
     values.update(parse_overrides(overrides))
     return build_config(values)
+
+
+def config_from_dict(tree: Mapping[str, Any]) -> Config:
+    """The Config of a nested dict (``to_dict``'s output: a checkpoint's or a job's config)."""
+    return build_config(flatten(tree))
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

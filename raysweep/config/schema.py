@@ -21,7 +21,6 @@ SCORE_DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
 SCORE_MODES = ("finetune", "linear_probe")
 SEARCHES = ("grid", "random", "optuna")
 SCHEDULERS = ("fifo", "asha")
-STUDIES = ("baselines", "delta", "sigma", "L", "real_image", "linear_probe")  # the paper's studies (report page)
 
 
 def _choice(key: str, value, allowed) -> None:
@@ -311,11 +310,6 @@ class Config:
     # rendering lands on the nodes advertising it (cluster/cluster.yaml's render nodes: render_resource=render)
     name: str = "default"
     seed: int = 0
-    budget: Optional[str] = None  # the name of an entry of ``budgets`` to apply (e.g. budget=paper)
-    budgets: Dict[str, Any] = field(default_factory=dict)  # named override sets: {paper: {pretrain.steps: ...}}
-    variants: List[Any] = field(default_factory=list)  # override sets crossed with the grid (e.g. baselines)
-    study: Optional[str] = None  # which of the paper's studies this sweep repeats: its report page sets the
-    # published reference beside our numbers (baselines | delta | sigma | L | real_image | linear_probe)
 
     def __post_init__(self) -> None:
         if not self.storage:
@@ -325,7 +319,3 @@ class Config:
         _at_least("seed", self.seed, 0)
         if self.render_resource is not None and (not self.render_resource or self.render_resource in ("CPU", "GPU", "memory")):
             raise ConfigError(f"render_resource={self.render_resource!r} is not allowed; give a custom resource name, e.g. render")
-        if self.study is not None:
-            _choice("study", self.study, STUDIES)
-        if self.budget is not None and self.budget not in self.budgets:
-            raise ConfigError(f"budget={self.budget!r} is not defined; choose one of: {', '.join(self.budgets) or '(none defined)'}")

@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,14 +32,14 @@ class ShardWriter:
     def __init__(self, spec: dict, dataset_uri: str):
         import ray
 
-        from raysweep.metrics import render_metrics
+        from raysweep.metrics import RenderMetrics
         from raysweep.render.sources import create_source
 
         self.spec = DatasetSpec(**spec)
         self.source = create_source(data_config(self.spec))
         self.uri = dataset_uri
         self.node = ray.get_runtime_context().get_node_id()
-        self.metrics = render_metrics(self.spec.source)
+        self.metrics = RenderMetrics(self.spec.source)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         entries = []
@@ -66,20 +67,27 @@ def is_complete(dataset_uri: str, spec: DatasetSpec) -> bool:
     return all(entry["file"] in present for entry in manifest["shards"])
 
 
+class Materialized(NamedTuple):
+    uri: str  # where the dataset is: {storage}/datasets/{source}-{hash}
+    spec: DatasetSpec  # what it holds (resolved once: for a real image, its content's digest)
+
+
 def materialize(
     cfg: DataConfig, storage: str, max_actors: int | None = None, progress: bool = True, log=print,
-    render_resource: str | None = None,
-) -> str:
-    """Render (or reuse) the dataset of ``cfg`` under ``storage``; return its URI.
+    render_resource: str | None = None, spec: DatasetSpec | None = None,
+) -> Materialized:
+    """Render (or reuse) the dataset of ``cfg`` under ``storage``; return its URI and spec.
 
     ``render_resource``: a custom Ray resource every render actor asks one unit of (e.g. ``render``,
-    which the render nodes of ``cluster/cluster.yaml`` advertise), so rendering lands on those nodes."""
-    spec = spec_of(cfg)  # validates a real image before anything else
+    which the render nodes of ``cluster/cluster.yaml`` advertise), so rendering lands on those nodes.
+    ``spec``: ``spec_of(cfg)`` when the caller has resolved it already (a real image is then not
+    fetched again)."""
+    spec = spec or spec_of(cfg)  # validates a real image before anything else
     uri = spec.uri(storage)
     check_writable(storage)
     if is_complete(uri, spec):
         log(f"reusing {uri}")
-        return uri
+        return Materialized(uri, spec)
     _check_source(cfg)
     present = set(listdir(uri))
     for name in present:  # temporary files of writers that died
@@ -107,7 +115,7 @@ def materialize(
         "render_seconds": round(elapsed, 3),
     }
     atomic_write(join(uri, MANIFEST), json.dumps(manifest, indent=1).encode())
-    return uri
+    return Materialized(uri, spec)
 
 
 def _check_source(cfg: DataConfig) -> None:

@@ -1,28 +1,22 @@
 """``python -m raysweep.pretrain key=value ...``: one LPCE pre-training on the embedded default
-(a local Ray, local storage, the dataset rendered or reused on the fly). Prints the final
-checkpoint's URI as its last line. Keys: the schema's ``data.*``, ``model.*``, ``pretrain.*``,
-``storage``, ``name``, ``seed``."""
+(a local Ray, local storage, the dataset rendered or reused on the fly). A model already in the
+store is reused without starting Ray. Prints the pre-trained model's URI (``{storage}/pretrain/{key}``)
+as its last line. Keys: the schema's ``data.*``, ``model.*``, ``pretrain.*``, ``storage``, ``seed``."""
 
 from __future__ import annotations
 
 import sys
 
-from raysweep.cli import main_guard
-from raysweep.config import load_config
+from raysweep.cli import config_command
 
 
-@main_guard
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__)
-        return 0
-    cfg = load_config(argv)
+def _pretrain(cfg) -> str:
     from raysweep.pretrain.run import pretrain
 
-    print(pretrain(cfg, log=lambda m: print(m, file=sys.stderr)))
-    return 0
+    return pretrain(cfg, log=lambda m: print(m, file=sys.stderr))
 
+
+main = config_command(__doc__, _pretrain)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,6 @@ the host: loss and accuracy accumulate on the device and are read once per repor
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
@@ -19,11 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raysweep import checkpoint
+from raysweep.core import checkpoint
 from raysweep.config import Config, PretrainConfig, to_dict
-from raysweep.config.loading import build_config, flatten
 from raysweep.models import create_model
-from raysweep.pretrain.augment import BatchAugment, for_pretraining
+from raysweep.core.augment import BatchAugment, for_pretraining
+from raysweep.core.schedule import cosine_lr, scaled, step_generator
 
 
 class Context(Protocol):
@@ -35,34 +34,10 @@ class Context(Protocol):
     def report(self, metrics: dict, payload: dict | None = None) -> None: ...
 
 
-def config_from_dict(tree: dict) -> Config:
-    return build_config(flatten(tree))
-
-
-def scaled(value: float, global_batch: int) -> float:
-    """The release scales every learning rate by total_batch / 512."""
-    return value * global_batch / 512.0
-
-
-def cosine_lr(step: int, total: int, warmup: int, peak: float, start: float, floor: float) -> float:
-    """Linear warm-up from ``start`` to ``peak`` over ``warmup`` steps, then cosine to ``floor``."""
-    if step < warmup:
-        return start + (peak - start) * step / warmup
-    span = max(1, total - warmup)
-    return floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
-
-
 def lr_at(step: int, cfg: PretrainConfig, warmup_steps: int) -> float:
     """The release's schedule: warm-up from warmup_lr to lr, cosine to min_lr (all scaled by batch / 512)."""
     peak, floor, start = (scaled(v, cfg.batch_size) for v in (cfg.lr, cfg.min_lr, cfg.warmup_lr))
     return cosine_lr(step, cfg.steps, warmup_steps, peak, start, floor)
-
-
-def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
-    """The randomness of one step on one worker: a resumed run draws exactly what it would have."""
-    g = torch.Generator(device=device)
-    g.manual_seed(int(np.random.SeedSequence([seed, rank, step]).generate_state(1, np.uint64)[0]) & (2**63 - 1))
-    return g
 
 
 def working_images(images: np.ndarray, img_size: int, device: torch.device) -> torch.Tensor:

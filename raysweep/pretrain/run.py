@@ -7,7 +7,7 @@ interrupted one is resumed by Ray Train from its latest checkpoint when the same
 
 from __future__ import annotations
 
-from raysweep import checkpoint
+from raysweep.core import checkpoint
 from raysweep.config import Config, ConfigError
 
 

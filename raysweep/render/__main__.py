@@ -4,9 +4,8 @@ Commands:
   preview   write a contact sheet of the classes (their index on each tile) to ``out``.
             Options: out=PATH (default preview.png), tiles=N (max tiles, default 64),
             tile=PX (tile side, default 128), cols=N (default: square grid).
-  dataset   render the dataset through Ray Data (or reuse it) under ``storage`` (a directory or
-            s3:// URI) and print its URI as the last line. Option: actors=N (most render actors;
-            default: as many as the cluster's CPUs allow).
+  dataset   the same as ``python -m raysweep.dataset``: render the dataset through Ray Data (or
+            reuse it) under ``storage`` and print its URI as the last line. Option: actors=N.
 Every ``data.*`` key of the schema can be overridden (``data.source=fractaldb|ofdb|real`` too;
 for ``real``: ``data.image``, ``data.representation``, ``data.warp``).
 """
@@ -50,18 +49,11 @@ def preview(argv: list[str]) -> int:
 
 
 def dataset(argv: list[str]) -> int:
-    overrides, opts = split_args(argv, {"actors": 0})
-    cfg = load_config(overrides)
-    if opts["actors"] < 0:
-        raise ConfigError(f"actors={opts['actors']} is out of range; allowed: >= 0 (0: as many as CPUs allow)")
-    from raysweep.dataset import materialize
-    from raysweep.preflight import preflight_render
+    """The dataset command's earlier place, kept as an alias of ``python -m raysweep.dataset`` (a
+    stage above rendering: imported by name here, when this alias runs)."""
+    import importlib
 
-    preflight_render(cfg)
-    uri = materialize(cfg.data, cfg.storage, max_actors=opts["actors"] or None, log=lambda m: print(m, file=sys.stderr),
-                      render_resource=cfg.render_resource)
-    print(uri)
-    return 0
+    return importlib.import_module("raysweep.dataset.__main__").main(argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raysweep.config.errors import ConfigError
+from raysweep.config.errors import ConfigError, brief
 from raysweep.config.schema import DataConfig
 from raysweep.fractal.classes import RenderFailure, stream
 
@@ -32,8 +31,6 @@ from raysweep.fractal.classes import RenderFailure, stream
 REAL_WARP = 7
 
 HTTP_TIMEOUT_S = 20.0
-S3_CONNECT_TIMEOUT_S = 5
-S3_READ_TIMEOUT_S = 20
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 
 # images bundled with scikit-image (each checked to load offline): skimage.data.<name>()
@@ -57,11 +54,6 @@ ELASTIC_GRID = 5  # coarse displacement grid of the elastic warp (nodes at the c
 
 def _fail(uri: str, what: str) -> ConfigError:
     return ConfigError(f"data.image={uri!r}: {what}")
-
-
-def _short(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_image(uri: str) -> np.ndarray:
@@ -111,7 +103,7 @@ def _skimage_array(uri: str) -> np.ndarray:
     try:
         return np.asarray(getattr(skimage.data, name)())
     except Exception as exc:  # a broken scikit-image installation
-        raise _fail(uri, f"scikit-image could not load {name!r} ({type(exc).__name__}: {_short(exc)})") from None
+        raise _fail(uri, f"scikit-image could not load {name!r} ({type(exc).__name__}: {brief(exc)})") from None
 
 
 def _read_local(uri: str, path: str) -> bytes:
@@ -127,49 +119,21 @@ def _read_local(uri: str, path: str) -> bytes:
     except PermissionError:
         raise _fail(uri, "not readable (permission denied)") from None
     except OSError as exc:
-        raise _fail(uri, f"cannot be read ({type(exc).__name__}: {_short(exc)})") from None
+        raise _fail(uri, f"cannot be read ({type(exc).__name__}: {brief(exc)})") from None
 
 
 def _read_http(uri: str) -> bytes:
+    from raysweep.storage import DownloadError, download
+
+    chunks: list[bytes] = []
     try:
-        request = urllib.request.Request(uri, headers={"User-Agent": "raysweep/0.1 (python-urllib)"})
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
-            data = response.read(MAX_DOWNLOAD_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise _fail(uri, f"HTTP error {exc.code} {_short(exc.reason or '', 80)}".rstrip()) from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, TimeoutError):
-            raise _fail(uri, f"unreachable: no answer within {HTTP_TIMEOUT_S:g} s") from None
-        raise _fail(uri, f"unreachable ({_short(reason) if isinstance(reason, BaseException) else reason})") from None
-    except TimeoutError:
-        raise _fail(uri, f"unreachable: no answer within {HTTP_TIMEOUT_S:g} s") from None
-    except ValueError as exc:
-        raise _fail(uri, f"not a valid URL ({_short(exc)})") from None
-    except Exception as exc:  # http.client.HTTPException, connection resets, ...
-        raise _fail(uri, f"download failed ({type(exc).__name__}: {_short(exc)})") from None
-    if len(data) > MAX_DOWNLOAD_BYTES:
-        raise _fail(uri, f"larger than {MAX_DOWNLOAD_BYTES // 2**20} MiB; not an image this platform reads")
-    return data
-
-
-def _s3_filesystem():
-    """A fresh s3fs filesystem (no instance cache: the AWS environment is read now) with short
-    timeouts and few retries, so that a failure is reported in seconds."""
-    import s3fs
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-    fs = s3fs.S3FileSystem(
-        skip_instance_cache=True,
-        endpoint_url=endpoint,
-        config_kwargs={
-            "connect_timeout": S3_CONNECT_TIMEOUT_S,
-            "read_timeout": S3_READ_TIMEOUT_S,
-            "retries": {"max_attempts": 2, "mode": "standard"},
-        },
-    )
-    fs.retries = 2  # s3fs's own retry loop (the class default is 5 with back-off)
-    return fs
+        download(uri, chunks.append, max_bytes=MAX_DOWNLOAD_BYTES, timeout=HTTP_TIMEOUT_S)
+    except DownloadError as exc:
+        reason = str(exc)
+        if reason.startswith("larger than"):
+            reason += "; not an image this platform reads"
+        raise _fail(uri, reason) from None
+    return b"".join(chunks)
 
 
 def _read_s3(uri: str) -> bytes:
@@ -177,11 +141,9 @@ def _read_s3(uri: str) -> bytes:
     bucket, _, key = rest.partition("/")
     if not bucket or not key or key.endswith("/"):
         raise _fail(uri, "names no object; use s3://bucket/key")
-    try:
-        fs = _s3_filesystem()
-    except ImportError:
-        raise _fail(uri, "s3:// needs s3fs; install it (pip install s3fs)") from None
-    path = f"{bucket}/{key}"
+    from raysweep.storage import filesystem
+
+    fs, path = filesystem(uri)
     try:
         size = fs.size(path)
         if size is not None and size > MAX_DOWNLOAD_BYTES:
@@ -194,7 +156,7 @@ def _read_s3(uri: str) -> bytes:
     except IsADirectoryError:
         raise _fail(uri, "is a prefix (folder), not an object") from None
     except PermissionError as exc:
-        raise _fail(uri, f"access denied; check the AWS credentials and the bucket policy ({_short(exc, 100)})") from None
+        raise _fail(uri, f"access denied; check the AWS credentials and the bucket policy ({brief(exc, 100)})") from None
     except Exception as exc:
         raise _fail(uri, _s3_other(exc)) from None
 
@@ -222,10 +184,10 @@ def _s3_other(exc: BaseException) -> str:
     if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
         return "no AWS credentials found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"):
-        return f"S3 endpoint unreachable ({_short(exc, 120)}); check AWS_ENDPOINT_URL and the network"
+        return f"S3 endpoint unreachable ({brief(exc, 120)}); check AWS_ENDPOINT_URL and the network"
     if name in ("InvalidAccessKeyId", "SignatureDoesNotMatch") or "InvalidAccessKeyId" in str(exc) or "SignatureDoesNotMatch" in str(exc):
         return "bad AWS credentials (access key or secret rejected)"
-    return f"S3 read failed ({name}: {_short(exc, 120)})"
+    return f"S3 read failed ({name}: {brief(exc, 120)})"
 
 
 def _decode(data: bytes, uri: str) -> np.ndarray:
@@ -241,11 +203,11 @@ def _decode(data: bytes, uri: str) -> np.ndarray:
     except ConfigError:
         raise
     except Image.DecompressionBombError as exc:
-        raise _fail(uri, f"too large to decode safely ({_short(exc, 100)})") from None
+        raise _fail(uri, f"too large to decode safely ({brief(exc, 100)})") from None
     except Image.UnidentifiedImageError:
         raise _fail(uri, "not an image: PIL cannot identify the format (corrupt, or another kind of file)") from None
     except Exception as exc:  # truncated data, broken headers, ...
-        raise _fail(uri, f"not a readable image: the data cannot be decoded ({type(exc).__name__}: {_short(exc, 100)})") from None
+        raise _fail(uri, f"not a readable image: the data cannot be decoded ({type(exc).__name__}: {brief(exc, 100)})") from None
 
 
 def _pil_array(im) -> np.ndarray:

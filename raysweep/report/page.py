@@ -45,7 +45,7 @@ def render_page(run: RunRecord) -> str:
         f"<h1>{_e(cfg.name)}</h1>",
         f"<p class='meta'>{_e(run.run_dir)} · {len(rows)} trials: {_e(summary)} · "
         f"downstream {_e(cfg.score.dataset)} ({_e(cfg.score.mode)}) · generated {_e(_now())}</p>",
-        _paper_section(reference_for(cfg.study), rows, keys, cfg),
+        _paper_section(reference_for(exp.study), rows, keys, cfg),
         _summary_section(rows, keys),
         _trials_section(rows),
         _plots_section(rows, keys),
@@ -184,23 +184,19 @@ def _is_metric(key: str) -> bool:
 
 
 def _datasets_section(run: RunRecord) -> str:
-    """A contact sheet of the first classes of every dataset the trials pre-trained on."""
-    from raysweep.spec import spec_of
-
+    """A contact sheet of the first classes of every dataset the trials pre-trained on: the dataset
+    each trial reports (its URI; nothing is resolved or fetched again here)."""
     exp = run.experiment
     seen: dict[str, str] = {}
     for t in run.trials:
+        uri = next((r["dataset"] for r in reversed(t.history) if r.get("dataset")), None)
+        if uri is None:
+            continue
         try:
             cfg = exp.config_for(exp.with_seed(t.config))
-        except Exception:  # noqa: BLE001 - a trial whose config no longer resolves is shown without its dataset
-            continue
-        if cfg.pretrain.steps <= 0:
-            continue
-        spec = spec_of(cfg.data)
-        uri = spec.uri(run.storage)
-        label = f"{cfg.data.source} · L = {cfg.data.L} · Δ = {cfg.data.delta} · σ = {cfg.data.sigma} · seed {cfg.data.seed}"
-        if cfg.data.source == "real":
-            label = f"real {cfg.data.image} · {cfg.data.representation} · {cfg.data.warp} · L = {cfg.data.L} · Δ = {cfg.data.delta} · seed {cfg.data.seed}"
+            label = dataset_label(cfg.data)
+        except Exception:  # noqa: BLE001 - a trial whose config no longer resolves: its URI says enough
+            label = uri.rstrip("/").rsplit("/", 1)[-1]
         seen.setdefault(uri, label)
     figures = []
     for uri, label in seen.items():
@@ -246,8 +242,10 @@ def _config_section(exp) -> str:
     from raysweep.config import to_dict
 
     resolved = to_dict(exp.cfg)
-    for key in ("budgets", "variants"):
-        resolved.pop(key, None)
+    if exp.budget:
+        resolved = {"budget": exp.budget, **resolved}
+    if exp.study:
+        resolved = {"study": exp.study, **resolved}
     swept = set(exp.space) | {k for v in exp.variants for k in v if k != "label"}
     for key in swept:  # the base value of a swept key is only the search's first point: say so instead
         *parents, leaf = key.split(".")

@@ -10,9 +10,9 @@ import os
 from dataclasses import dataclass, field
 
 from raysweep.config import ConfigError
+from raysweep.experiment import EXPERIMENT_FILE, Experiment
 from raysweep.storage import is_s3, join, listdir, read_bytes
 
-EXPERIMENT_FILE = "experiment.json"
 
 
 @dataclass
@@ -32,7 +32,7 @@ class TrialRecord:
 @dataclass
 class RunRecord:
     run_dir: str
-    experiment: object  # raysweep.tune.space.Experiment
+    experiment: Experiment
     trials: list[TrialRecord]
 
     @property
@@ -51,8 +51,6 @@ def _read_text(uri: str) -> str | None:
 
 def load_run(run_dir: str) -> RunRecord:
     """Read a run directory; a one-line ConfigError if it is not one."""
-    from raysweep.tune.space import Experiment
-
     run_dir = run_dir.rstrip("/") if is_s3(run_dir) else os.path.abspath(os.path.expanduser(run_dir))
     try:
         text = _read_text(join(run_dir, EXPERIMENT_FILE))

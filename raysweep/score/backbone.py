@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from raysweep import checkpoint
+from raysweep.core import checkpoint
 from raysweep.config import ConfigError, ModelConfig
 from raysweep.models import create_model, is_vit
 

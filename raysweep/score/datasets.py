@@ -12,7 +12,7 @@
 - ``digits``: scikit-learn's bundled 8x8 digits (offline), a fixed stratified 75/25 split.
 
 Every bad input is a one-line :class:`~raysweep.config.ConfigError` naming the path or value and
-what was expected. :func:`resize_batch` turns a uint8 batch into the model's float input size.
+what was expected.
 """
 
 from __future__ import annotations
@@ -24,15 +24,13 @@ import pickle
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from raysweep import storage
-from raysweep.config.errors import ConfigError
+from raysweep.config.errors import ConfigError, brief
 from raysweep.config.schema import SCORE_DATASETS
 
 # The official release (Krizhevsky, 2009). Module constants so that tests can point them elsewhere.
@@ -186,7 +184,7 @@ def _unpickle(uri: str, root: str, layout: _CifarLayout):
     try:
         obj = _CifarUnpickler(io.BytesIO(data), encoding="latin1").load()
     except Exception as exc:  # UnpicklingError, EOFError (truncated), ValueError, ...
-        raise _corrupt(root, uri, layout, f"cannot be unpickled ({type(exc).__name__}: {_short(exc)})") from None
+        raise _corrupt(root, uri, layout, f"cannot be unpickled ({type(exc).__name__}: {brief(exc)})") from None
     if isinstance(obj, dict):  # pickles re-written from encoding="bytes" loads have bytes keys
         obj = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
     return obj
@@ -262,7 +260,7 @@ def download_cifar(name: str, root: str | os.PathLike | None = None) -> str:
         os.close(fd)
     except OSError as exc:
         raise ConfigError(
-            f"cannot create the dataset cache {str(cache)!r} ({type(exc).__name__}: {_short(exc)}); "
+            f"cannot create the dataset cache {str(cache)!r} ({type(exc).__name__}: {brief(exc)}); "
             f"set {CACHE_ENV} to a writable directory or give score.data_root"
         ) from None
     try:
@@ -284,21 +282,22 @@ def _complete(folder: Path, layout: _CifarLayout) -> bool:
 
 def _download(url: str, dest: Path, name: str, layout: _CifarLayout) -> str:
     """Streams ``url`` into ``dest``; returns the md5 (hex) of what was written."""
+    from raysweep.storage import DownloadError, download
+
     digest = hashlib.md5(usedforsecurity=False)
     hint = f"fetch {layout.archive} by hand, extract it and set score.data_root to its {layout.dirname}/"
+
+    def write(chunk: bytes) -> None:
+        digest.update(chunk)
+        out.write(chunk)
+
     try:
-        request = urllib.request.Request(url, headers={"User-Agent": "raysweep/0.1 (python-urllib)"})
-        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response, open(dest, "wb") as out:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-    except urllib.error.HTTPError as exc:
-        raise ConfigError(f"cannot download {name} from {url}: HTTP error {exc.code}; {hint}") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason if not isinstance(exc.reason, BaseException) else _short(exc.reason)
-        raise ConfigError(f"cannot download {name} from {url}: unreachable ({reason}); {hint}") from None
-    except Exception as exc:  # timeouts, connection resets, a full disk, a bad URL
-        raise ConfigError(f"cannot download {name} from {url}: {type(exc).__name__}: {_short(exc)}; {hint}") from None
+        with open(dest, "wb") as out:
+            download(url, write, timeout=DOWNLOAD_TIMEOUT_S)
+    except DownloadError as exc:
+        raise ConfigError(f"cannot download {name} from {url}: {exc}; {hint}") from None
+    except OSError as exc:  # the cache's disk
+        raise ConfigError(f"cannot download {name} from {url}: {type(exc).__name__}: {brief(exc)}; {hint}") from None
     return digest.hexdigest()
 
 
@@ -320,7 +319,7 @@ def _extract(archive: Path, url: str, cache: Path, layout: _CifarLayout) -> None
         except ConfigError:
             raise
         except Exception as exc:  # tarfile.ReadError, EOFError, zlib errors, OSError
-            raise ConfigError(f"the archive from {url} cannot be extracted ({type(exc).__name__}: {_short(exc)})") from None
+            raise ConfigError(f"the archive from {url} cannot be extracted ({type(exc).__name__}: {brief(exc)})") from None
         src = tmp / layout.dirname
         if not _complete(src, layout):
             missing = [f for f in layout.files if not (src / f).is_file()]
@@ -468,7 +467,7 @@ def _decode_image(uri: str, root: str):
             im.load()
             return im.convert("RGB")
     except Exception as exc:  # UnidentifiedImageError, truncated files, decompression bombs, ...
-        raise ConfigError(f"score.data_root={root!r}: cannot decode image {uri} ({type(exc).__name__}: {_short(exc)}); remove or replace it") from None
+        raise ConfigError(f"score.data_root={root!r}: cannot decode image {uri} ({type(exc).__name__}: {brief(exc)}); remove or replace it") from None
 
 
 def _decode_split(files: dict[str, list[str]], classes: list[str], hw: tuple[int, int], root: str) -> Split:
@@ -507,31 +506,6 @@ def load_digits() -> Downstream:
         10,
         [str(d) for d in range(10)],
     )
-
-
-# ---------------------------------------------------------------------------------------------- model input
-
-
-def resize_batch(images: np.ndarray, size: int):
-    """uint8 ``(N, H, W, 3)`` -> float32 torch tensor ``(N, 3, size, size)`` in [0, 1]; bicubic,
-    antialiased when downscaling. Call it per mini-batch: the result is 4 bytes per value."""
-    import torch
-    import torch.nn.functional as F
-
-    images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"resize_batch expects uint8 (N, H, W, 3) images, got {images.dtype} {images.shape}")
-    if int(size) < 1:
-        raise ValueError(f"resize_batch size={size!r}; expected a positive int")
-    size = int(size)
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
-    n, _, h, w = x.shape
-    if (h, w) == (size, size):
-        return x.contiguous()
-    if n == 0:
-        return x.new_zeros((0, 3, size, size))
-    x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=size < h or size < w)
-    return x.clamp_(0.0, 1.0).contiguous()
 
 
 # ---------------------------------------------------------------------------------------------- storage helpers
@@ -576,6 +550,3 @@ def _why(exc: BaseException) -> str:
     return storage._reason(exc)  # noqa: SLF001 - the project's one mapping of storage errors to words
 
 
-def _short(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."

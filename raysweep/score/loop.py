@@ -18,23 +18,15 @@ import torch
 import torch.nn.functional as F
 
 from raysweep.config import Config, to_dict
-from raysweep.pretrain.augment import for_finetuning
-from raysweep.pretrain.loop import cosine_lr, scaled, step_generator
-from raysweep.runtime import LocalContext
+from raysweep.core.augment import for_finetuning
+from raysweep.core.context import LocalContext
+from raysweep.core.inputs import model_input
+from raysweep.core.schedule import cosine_lr, scaled, step_generator
 from raysweep.score.backbone import build_model, check_probe_blocks, probe_features
-from raysweep.score.datasets import Downstream, resize_batch
+from raysweep.score.datasets import Downstream
 
 EVAL_BATCH = 256
 Report = Callable[[dict, "dict | None"], None]
-
-
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """Model input from [0, 1] images: the release's normalisation, mean = std = 0.5."""
-    return (x - 0.5) / 0.5
-
-
-def model_input(images: np.ndarray, size: int, device) -> torch.Tensor:
-    return normalize(resize_batch(images, size).to(device))
 
 
 def shard(n: int, rank: int, world: int) -> np.ndarray:
@@ -159,7 +151,7 @@ def _fit(cfg: Config, module: torch.nn.Module, optimizer, step_loss, n_local: in
     """The epoch loop both scorers share: SGD with a linear warm-up and cosine decay to 0 over
     ``score.epochs``, an evaluation every ``score.eval_every`` epochs (and at the end), reported
     with a checkpoint of ``module``."""
-    from raysweep import checkpoint
+    from raysweep.core import checkpoint
 
     s = cfg.score
     extra = dict(extra or {})

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     yaml_path, overrides = (argv[0], argv[1:]) if "=" not in argv[0] else (None, argv)
     if yaml_path is None:
         raise ConfigError("give an experiment file first, e.g. python -m raysweep.tune experiments/quickstart.yaml")
-    from raysweep.tune.space import load_experiment
+    from raysweep.experiment import load_experiment
 
     experiment = load_experiment(yaml_path, overrides)
     from raysweep.tune.run import SweepFailed, run_sweep

@@ -7,9 +7,9 @@ import json
 
 from raysweep.config import ConfigError
 from raysweep.storage import is_s3, join, read_bytes, atomic_write
-from raysweep.tune.space import Experiment, param_space
+from raysweep.experiment import EXPERIMENT_FILE, Experiment
+from raysweep.tune.space import param_space
 
-EXPERIMENT_FILE = "experiment.json"
 
 
 def run_dir(exp: Experiment) -> str:
@@ -99,8 +99,7 @@ def run_sweep(exp: Experiment, log=print) -> str:
         tuner = tune.Tuner.restore(restore_path, trainable=trainable, resume_errored=True,
                                    storage_filesystem=storage.get("storage_filesystem"))
     else:
-        atomic_write(join(path, EXPERIMENT_FILE), json.dumps({"fingerprint": exp.fingerprint, "base": exp.base,
-                                                              "space": exp.space, "variants": exp.variants}, default=str, indent=1).encode())
+        atomic_write(join(path, EXPERIMENT_FILE), json.dumps(exp.record(), default=str, indent=1).encode())
         from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 
         from raysweep.tune.callbacks import ReleaseTrainResources, SweepMetrics

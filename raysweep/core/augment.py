@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from raysweep.config import ConfigError, PretrainConfig, ScoreConfig
+from raysweep.core.inputs import normalize
 
 # timm's increasing RandAugment set, in its order
 OPS = (
@@ -201,7 +202,7 @@ class BatchAugment:
         x = self._apply_photometric(x, plan)
         if not plan and self.color_jitter > 0:
             x = self._color_jitter(x, g)
-        x = (x - 0.5) / 0.5
+        x = normalize(x)
         if self.reprob > 0:
             x = self._erase(x, g)
         return self._targets(x, labels)

@@ -11,7 +11,8 @@ import torch
 from raysweep.config import Config
 from raysweep.score.backbone import probe_features
 from raysweep.score.datasets import Downstream
-from raysweep.score.loop import model_input, standardize
+from raysweep.core.inputs import model_input
+from raysweep.score.loop import standardize
 
 
 class QuickProbe:
