@@ -329,6 +329,10 @@ def _fit(xmin, xmax, ymin, ymax, size, pad, patch, release):
     ox = pad if xmax > xmin else centre
     oy = pad if ymax > ymin else centre
     if release:
+        # the release divides, (v / (max - min)) * span, so its extreme point lands exactly on
+        # size - pad; v * (span / (max - min)) may fall an ulp short of span: round the scale up
+        sx = np.nextafter(sx, np.inf) if (xmax - xmin) * sx < span else sx
+        sy = np.nextafter(sy, np.inf) if (ymax - ymin) * sy < span else sy
         return sx, sy, (size - 1 - oy) * size + ox + (1 - 3 * size if patch else 0)
     return sx, sy, (size - 1 - oy) * size + ox - (size + 1 if patch else 0)
 
