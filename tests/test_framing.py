@@ -129,8 +129,14 @@ def test_release_framing_is_the_release_fit_of_the_orbit_and_the_origin():
     "overrides,message",
     [
         (["data.framing=diagonal"], r"^data.framing='diagonal' is not allowed; choose one of: bbox, release$"),
-        (["data.framing=release", "data.pad=3"], r"^data.pad=3 is out of range; allowed with data.draw=patch and data.framing=release: >= 4$"),
-        (["data.framing=release", "data.draw=point", "data.pad=0"], r"allowed with data.draw=point and data.framing=release: >= 1$"),
+        (
+            ["data.framing=release", "data.pad=3"],
+            r"^data.pad=3 is out of range; allowed with data.draw=patch and data.framing=release: >= 4$",
+        ),
+        (
+            ["data.framing=release", "data.draw=point", "data.pad=0"],
+            r"allowed with data.draw=point and data.framing=release: >= 1$",
+        ),
         (["data.pad=0"], r"^data.pad=0 is out of range; allowed with data.draw=patch: >= 1$"),
     ],
 )
@@ -191,7 +197,9 @@ def test_fractaldb_and_ofdb_render_with_the_release_framing(source, cls):
 
 
 def _paper_experiments() -> list[Path]:
-    found = [p for p in sorted((ROOT / "experiments").glob("*.yaml")) if "paper" in (yaml.safe_load(p.read_text()).get("budgets") or {})]
+    found = [
+        p for p in sorted((ROOT / "experiments").glob("*.yaml")) if "paper" in (yaml.safe_load(p.read_text()).get("budgets") or {})
+    ]
     assert len(found) >= 6
     return found
 

@@ -34,9 +34,9 @@ Semantics (the 1p-frac release, restated in the method page §4):
     pixel is ``(size-1-iy, ix)`` (the release flips its image upside down) and its patch covers
     rows ``size-4-iy .. size-2-iy`` and columns ``ix+1 .. ix+3`` (the release pastes the patch's
     corner at ``(ix+1, iy+1)`` before the flip: one pixel off the point, not centred on it).
-* ``patch`` draws each point as a 3x3 patch (centred on its pixel with ``bbox``), with a binary mask ``m`` in
-  1..511 (``1 + (v * 511 >> 16)`` for ``v``, 16 bits of ``splitmix64(mask_key, k // 4)``, bits
-  ``16 (k % 4)`` up): pixel ``(r, c)`` of the patch is gray where bit ``3 r + c`` of ``m`` is 1
+* ``patch`` draws each point as a 3x3 patch (centred on its pixel with ``bbox``), with a binary
+  mask ``m`` in 1..511 (``1 + (v * 511 >> 16)`` for ``v``, 16 bits of
+  ``splitmix64(mask_key, k // 4)``, bits ``16 (k % 4)`` up): pixel ``(r, c)`` of the patch is gray where bit ``3 r + c`` of ``m`` is 1
   and black where it is 0, later points overwriting earlier ones (the release pastes whole
   patches). ``point`` draws single gray pixels.
 """
@@ -348,7 +348,7 @@ def _raster(
     """
     flat = img.reshape(-1)
     flat[:] = 0
-    # pixel (row, col) = (size-1 - oy - iy, ox + ix) with ix = int((x - xmin) sx), iy likewise;
+    # flat pixel index = origin + ix - iy size with ix = int((x - xmin) sx), iy likewise (y up);
     # a patch is addressed by its top-left corner (bbox: one row up and one column left)
     sx, sy, origin = _fit(xmin, xmax, ymin, ymax, size, pad, patch, release)
     usize = np.uint64(size)
