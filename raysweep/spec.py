@@ -23,12 +23,17 @@ ENGINE_VERSION = 1
 IMAGES_PER_SHARD = 256
 
 _COMMON = ("source", "L", "size", "seed", "instances", "fill_threshold")
+_ENGINE = ("pad", "iterations", "draw", "gray", "fixed_map_sequence", "framing")  # the chaos-game renderer's settings
 _FIELDS = {
-    "1p-frac": _COMMON + ("sigma", "sigma_jitter", "delta", "n_maps", "pad", "iterations", "draw", "gray", "fixed_map_sequence"),
-    "fractaldb": _COMMON + ("n_maps_max", "pad", "iterations", "draw", "gray", "fixed_map_sequence"),
-    "ofdb": _COMMON + ("n_maps_max", "pad", "iterations", "draw", "gray", "fixed_map_sequence"),
+    "1p-frac": _COMMON + ("sigma", "sigma_jitter", "delta", "n_maps") + _ENGINE,
+    "fractaldb": _COMMON + ("n_maps_max",) + _ENGINE,
+    "ofdb": _COMMON + ("n_maps_max",) + _ENGINE,
     "real": _COMMON + ("delta", "image", "representation", "warp"),
 }
+#: Settings added after their engine version's datasets existed, with the value those datasets were
+#: rendered with: at that value a setting is left out of the spec, so those datasets keep their
+#: address; any other value is in the spec and gives a new one.
+_LEFT_OUT_AT = {"framing": "bbox"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ class DatasetSpec:
 def spec_of(cfg: DataConfig) -> DatasetSpec:
     """The spec of a validated data config (loads a real image once to hash its content)."""
     values = dataclasses.asdict(cfg)
-    data = {k: values[k] for k in _FIELDS[cfg.source]}
+    data = {k: values[k] for k in _FIELDS[cfg.source] if k not in _LEFT_OUT_AT or values[k] != _LEFT_OUT_AT[k]}
     digest = None
     if cfg.source == "real":
         from raysweep.render.real import image_digest

@@ -111,6 +111,16 @@ def test_n_maps_other_than_two():
         (RenderSettings(size=64, pad=2, iterations=20000), "b6998e8e8e033b429c6bdb72b1f9382c6002bf0cf1df5371b54956c9983c5bef"),
         (RenderSettings(size=512), "dcdb301a6ae83978cf9738c48839f4b22a1ab3403f112fe865e47b9ee0f2069b"),
         (RenderSettings(size=97, pad=3, iterations=1001, draw="point"), "79dcb966d11ce0998d50f6808ea970ed135a76784a79e4247263b203285d55d7"),
+        # the release's framing (data.framing=release): the origin fitted and drawn, patches one pixel off
+        (
+            RenderSettings(size=64, pad=4, iterations=20000, framing="release"),
+            "67840bd02e3f035099cec9d26245f5f2b6fb9d2d3cd57cd2178483560201edbe",
+        ),
+        (RenderSettings(size=512, framing="release"), "0b9ff4def429f10c933984ee1c0ec2b37fbfa33e422c9bec815bc361d2d51aec"),
+        (
+            RenderSettings(size=97, pad=3, iterations=1001, draw="point", framing="release"),
+            "92d46b6bfaee27869b1b83072fcaa7aaeca53633c9434e90fb09d478c7c4657b",
+        ),
     ],
 )
 def test_golden_bytes(settings, expected):

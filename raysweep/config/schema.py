@@ -15,6 +15,7 @@ from raysweep.config.errors import ConfigError
 
 DATA_SOURCES = ("1p-frac", "fractaldb", "ofdb", "real")
 DRAW_MODES = ("patch", "point")
+FRAMINGS = ("bbox", "release")  # how the chaos game's points are fitted into the image (README: data.framing)
 REPRESENTATIONS = ("rgb", "gray", "canny")
 WARPS = ("affine", "elastic", "polynomial")
 SCORE_DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
@@ -31,6 +32,15 @@ def _choice(key: str, value, allowed) -> None:
 def _at_least(key: str, value, low) -> None:
     if value < low:
         raise ConfigError(f"{key}={value!r} is out of range; allowed: >= {low}")
+
+
+def min_pad(draw: str, framing: str) -> int:
+    """The smallest data.pad that keeps every drawn pixel inside the image: a centred 3x3 patch
+    reaches 1 pixel past its point; the release's fit reaches one pixel further (to size - pad) and
+    its patch sits one pixel off its point, reaching 3 pixels right of and above it."""
+    if framing == "release":
+        return 4 if draw == "patch" else 1
+    return 1 if draw == "patch" else 0
 
 
 def _open_interval(key: str, value: float, low: float, high: float) -> None:
@@ -55,6 +65,8 @@ class DataConfig:
     draw: str = "patch"  # patch (3x3 random binary mask per point) | point
     gray: int = 127  # gray level of drawn pixels on black
     fixed_map_sequence: bool = True  # same map-choice sequence for every class (the release)
+    framing: str = "bbox"  # bbox (the points' own bounding box) | release (the origin is fitted and drawn too,
+    # patches one pixel off their points: the release's images; budget=paper)
     fill_threshold: float = 0.05  # minimum fraction of nonzero pixels of a valid image
     max_redraws: int = 100  # bounded rejection sampling for too-empty images
     instances: int = 1  # images per class (the release renders one)
@@ -82,14 +94,17 @@ class DataConfig:
         _at_least("data.L", self.L, 2)
         _at_least("data.size", self.size, 8)
         _at_least("data.pad", self.pad, 0)
-        if self.draw == "patch" and self.pad < 1:
-            raise ConfigError(f"data.pad={self.pad} is out of range; allowed with data.draw=patch: >= 1")
+        _choice("data.draw", self.draw, DRAW_MODES)
+        _choice("data.framing", self.framing, FRAMINGS)
+        low = min_pad(self.draw, self.framing)
+        if self.pad < low:
+            where = f"data.draw={self.draw}" + (f" and data.framing={self.framing}" if self.framing != "bbox" else "")
+            raise ConfigError(f"data.pad={self.pad} is out of range; allowed with {where}: >= {low}")
         if self.size - 2 * self.pad < 2:
             raise ConfigError(
                 f"data.pad={self.pad} leaves no room in data.size={self.size}; allowed: pad <= {(self.size - 2) // 2}"
             )
         _at_least("data.iterations", self.iterations, 1)
-        _choice("data.draw", self.draw, DRAW_MODES)
         if not (1 <= self.gray <= 255):
             raise ConfigError(f"data.gray={self.gray!r} is out of range; allowed: 1..255")
         if not (0.0 <= self.fill_threshold < 1.0):

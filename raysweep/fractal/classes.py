@@ -56,7 +56,9 @@ class ClassImage:
 
 
 def settings_of(cfg: DataConfig) -> RenderSettings:
-    return RenderSettings(size=cfg.size, pad=cfg.pad, iterations=cfg.iterations, draw=cfg.draw, gray=cfg.gray)
+    return RenderSettings(
+        size=cfg.size, pad=cfg.pad, iterations=cfg.iterations, draw=cfg.draw, gray=cfg.gray, framing=cfg.framing
+    )
 
 
 class FractalClasses(ABC):

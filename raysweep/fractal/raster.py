@@ -23,10 +23,20 @@ Semantics (the 1p-frac release, restated in the method page §4):
   perturbed system; also a finite float64 beyond the float32 range) are dropped; if none is
   finite the image is black. The rest are fitted into ``size x size`` pixels with ``pad`` pixels
   of margin, each axis scaled on its own (as the release does), y pointing up; an axis whose
-  points all share one value is centred.
-* ``patch`` draws each point as a 3x3 patch centred on its pixel, with a binary mask ``m`` in
-  1..511 (``1 + (v * 511 >> 16)`` for ``v``, 16 bits of ``splitmix64(mask_key, k // 4)``, bits
-  ``16 (k % 4)`` up): pixel ``(r, c)`` of the patch is gray where bit ``3 r + c`` of ``m`` is 1
+  points all share one value is centred. How they are fitted is the ``framing``:
+
+  - ``bbox`` (the default): the points' own bounding box onto ``[pad, size-1-pad]``, each patch
+    centred on its point's pixel.
+  - ``release``: the release's fit. Point 0 is the start point (0, 0) itself and the orbit fills
+    points 1..``iterations``-1, so the origin is drawn (first, under any later point) and is part
+    of the fitted box, as it is one of the release's points. Column ``ix = pad + int((x - xmin)
+    * (size - 2 pad) / (xmax - xmin))`` in ``[pad, size-pad]``, likewise ``iy`` for y; the point's
+    pixel is ``(size-1-iy, ix)`` (the release flips its image upside down) and its patch covers
+    rows ``size-4-iy .. size-2-iy`` and columns ``ix+1 .. ix+3`` (the release pastes the patch's
+    corner at ``(ix+1, iy+1)`` before the flip: one pixel off the point, not centred on it).
+* ``patch`` draws each point as a 3x3 patch (centred on its pixel with ``bbox``), with a binary
+  mask ``m`` in 1..511 (``1 + (v * 511 >> 16)`` for ``v``, 16 bits of
+  ``splitmix64(mask_key, k // 4)``, bits ``16 (k % 4)`` up): pixel ``(r, c)`` of the patch is gray where bit ``3 r + c`` of ``m`` is 1
   and black where it is 0, later points overwriting earlier ones (the release pastes whole
   patches). ``point`` draws single gray pixels.
 """
@@ -42,6 +52,7 @@ from numba import types
 from numba.extending import intrinsic
 from numba.core import cgutils
 
+from raysweep.config.schema import FRAMINGS, min_pad
 from raysweep.fractal.ifs import IFS
 
 # Interleaved chains: one SIMD lane each, four AVX2 vectors of float64 per step. Fewer chains (8)
@@ -61,21 +72,25 @@ _U16 = np.uint64(0xFFFF)
 
 @dataclass(frozen=True)
 class RenderSettings:
-    """How a system becomes pixels (the release: 512 px, pad 6, 100,000 points, patches, gray 127)."""
+    """How a system becomes pixels (the release: 512 px, pad 6, 100,000 points, patches, gray 127,
+    and its framing; ``bbox`` framing, the default, fits the points' own bounding box)."""
 
     size: int = 512
     pad: int = 6
     iterations: int = 100_000
     draw: str = "patch"
     gray: int = 127
+    framing: str = "bbox"
 
     def __post_init__(self) -> None:
         if self.size < 8:
             raise ValueError(f"size={self.size} is out of range; allowed: >= 8")
         if self.draw not in ("patch", "point"):
             raise ValueError(f"draw={self.draw!r} is not allowed; choose one of: patch, point")
-        if self.pad < (1 if self.draw == "patch" else 0) or self.size - 2 * self.pad < 2:
-            raise ValueError(f"pad={self.pad} does not fit size={self.size} with draw={self.draw}")
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"framing={self.framing!r} is not allowed; choose one of: {', '.join(FRAMINGS)}")
+        if self.pad < min_pad(self.draw, self.framing) or self.size - 2 * self.pad < 2:
+            raise ValueError(f"pad={self.pad} does not fit size={self.size} with draw={self.draw}, framing={self.framing}")
         if self.iterations < 1:
             raise ValueError(f"iterations={self.iterations} is out of range; allowed: >= 1")
         if not 1 <= self.gray <= 255:
@@ -298,18 +313,34 @@ def _prefetch_patch(flat, p, usize):
 
 
 @numba.njit(inline="always")
-def _fit(xmin, xmax, ymin, ymax, size, pad):
-    """Scales and offsets that map the box onto [pad, size-1-pad] (a flat axis is centred)."""
-    span = float(size - 1 - 2 * pad)
+def _fit(xmin, xmax, ymin, ymax, size, pad, patch, release):
+    """Scales ``sx``, ``sy`` and the flat index ``base`` that place a point: its pixel (its patch's
+    top-left pixel with ``patch``) is ``base + int((x - xmin) sx) - int((y - ymin) sy) size``.
+
+    bbox: the box onto [pad, size-1-pad], a patch centred on its point. release: the box onto
+    [pad, size-pad] (span size - 2 pad, as the release scales), the patch's corner one pixel right
+    of and above the point (rows -3..-1, columns +1..+3; see the module docstring). A flat axis is
+    centred.
+    """
+    span = float(size - 2 * pad if release else size - 1 - 2 * pad)
     sx = span / (xmax - xmin) if xmax > xmin else 0.0
     sy = span / (ymax - ymin) if ymax > ymin else 0.0
-    ox = pad if xmax > xmin else (size - 1) // 2
-    oy = pad if ymax > ymin else (size - 1) // 2
-    return sx, sy, ox, oy
+    centre = size // 2 if release else (size - 1) // 2
+    ox = pad if xmax > xmin else centre
+    oy = pad if ymax > ymin else centre
+    if release:
+        # the release divides, (v / (max - min)) * span, so its extreme point lands exactly on
+        # size - pad; v * (span / (max - min)) may fall an ulp short of span: round the scale up
+        sx = np.nextafter(sx, np.inf) if (xmax - xmin) * sx < span else sx
+        sy = np.nextafter(sy, np.inf) if (ymax - ymin) * sy < span else sy
+        return sx, sy, (size - 1 - oy) * size + ox + (1 - 3 * size if patch else 0)
+    return sx, sy, (size - 1 - oy) * size + ox - (size + 1 if patch else 0)
 
 
 @numba.njit(cache=True, nogil=True)
-def _raster(xs, ys, iterations, xmin, xmax, ymin, ymax, size, pad, patch, rows16, rows8, gray, mask_key, img, pos):
+def _raster(
+    xs, ys, iterations, xmin, xmax, ymin, ymax, size, pad, patch, release, rows16, rows8, gray, mask_key, img, pos
+):
     """Fit the points (all finite) into ``img`` (size x size, zeroed here) and draw them.
 
     Block by block: first the pixel index of every point (a loop that LLVM vectorises), then the
@@ -317,10 +348,9 @@ def _raster(xs, ys, iterations, xmin, xmax, ymin, ymax, size, pad, patch, rows16
     """
     flat = img.reshape(-1)
     flat[:] = 0
-    sx, sy, ox, oy = _fit(xmin, xmax, ymin, ymax, size, pad)
-    # pixel (row, col) = (size-1 - oy - iy, ox + ix) with ix = int((x - xmin) sx), iy likewise;
-    # a patch is addressed by its top-left corner, one row up and one column left
-    origin = (size - 1 - oy) * size + ox - (size + 1 if patch else 0)
+    # flat pixel index = origin + ix - iy size with ix = int((x - xmin) sx), iy likewise (y up);
+    # a patch is addressed by its top-left corner (bbox: one row up and one column left)
+    sx, sy, origin = _fit(xmin, xmax, ymin, ymax, size, pad, patch, release)
     usize = np.uint64(size)
     g = np.uint8(gray)
     prefetch = size * size > _PREFETCH_ABOVE
@@ -358,12 +388,13 @@ def _raster(xs, ys, iterations, xmin, xmax, ymin, ymax, size, pad, patch, rows16
 
 
 @numba.njit(cache=True, nogil=True)
-def _raster_checked(xs, ys, iterations, xmin, xmax, ymin, ymax, size, pad, patch, rows16, rows8, gray, mask_key, img):
+def _raster_checked(
+    xs, ys, iterations, xmin, xmax, ymin, ymax, size, pad, patch, release, rows16, rows8, gray, mask_key, img
+):
     """``_raster`` for point sets with non-finite points, which are skipped; plain scalar code."""
     flat = img.reshape(-1)
     flat[:] = 0
-    sx, sy, ox, oy = _fit(xmin, xmax, ymin, ymax, size, pad)
-    origin = (size - 1 - oy) * size + ox - (size + 1 if patch else 0)
+    sx, sy, origin = _fit(xmin, xmax, ymin, ymax, size, pad, patch, release)
     usize = np.uint64(size)
     g = np.uint8(gray)
     for k in range(iterations):
@@ -425,6 +456,9 @@ class Renderer:
         self.settings = settings
         self._xs = np.empty(self._capacity(settings.iterations), np.float32)
         self._ys = np.empty_like(self._xs)
+        self._release = settings.framing == "release"
+        # release framing: point 0 is the start point (0, 0), the orbit fills the points after it
+        self._orbit_xs, self._orbit_ys = (self._xs[1:], self._ys[1:]) if self._release else (self._xs, self._ys)
         self._state = np.empty(6 * CHAINS)
         self._draws = np.empty(_BLOCK, np.uint32)
         self._pos = np.zeros(_BLOCK + _AHEAD, np.int64)  # pixel index of each point of a block
@@ -442,11 +476,15 @@ class Renderer:
         elif out.shape != (s.size, s.size) or out.dtype != np.uint8 or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous uint8 array of shape ({s.size}, {s.size})")
         maps, cum = _map_tuples(ifs)
+        release = self._release
         finite, xmin, xmax, ymin, ymax = _orbit(
-            maps, cum, s.iterations, np.uint64(map_key), self._xs, self._ys, self._state, self._draws
+            maps, cum, s.iterations - int(release), np.uint64(map_key), self._orbit_xs, self._orbit_ys, self._state, self._draws
         )
+        if release:  # the origin is one of the points: drawn first, and inside the fitted box
+            self._xs[0] = self._ys[0] = 0.0
+            xmin, xmax, ymin, ymax = min(xmin, 0.0), max(xmax, 0.0), min(ymin, 0.0), max(ymax, 0.0)
         patch = s.draw == "patch"
-        args = (s.size, s.pad, patch, self._rows16, self._rows8, s.gray, np.uint64(mask_key), out)
+        args = (s.size, s.pad, patch, release, self._rows16, self._rows8, s.gray, np.uint64(mask_key), out)
         if finite:
             _raster(self._xs, self._ys, s.iterations, xmin, xmax, ymin, ymax, *args, self._pos)
             return out
