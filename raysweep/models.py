@@ -44,14 +44,20 @@ def close_model_names(name: str, names: list[str], n: int = 3) -> list[str]:
     return [c for s, c in scored[:n] if s >= 0.6]
 
 
+def architecture_kwargs(cfg: ModelConfig) -> dict:
+    """The size arguments ``timm.create_model`` gets besides the name (ViTs only; other families
+    are built with their own defaults). An export records them as timm's ``model_args``."""
+    if not is_vit(cfg.name):
+        return {}
+    return {k: getattr(cfg, k) for k in _VIT_KWARGS if getattr(cfg, k) is not None}
+
+
 def create_model(cfg: ModelConfig, num_classes: int):
     """A randomly initialised timm model with ``num_classes`` outputs."""
     import timm
 
     check_model_name(cfg.name)
-    kwargs = {"num_classes": num_classes, "drop_path_rate": cfg.drop_path}
-    if is_vit(cfg.name):
-        kwargs.update({k: getattr(cfg, k) for k in _VIT_KWARGS if getattr(cfg, k) is not None})
+    kwargs = {"num_classes": num_classes, "drop_path_rate": cfg.drop_path, **architecture_kwargs(cfg)}
     try:
         return timm.create_model(cfg.name, pretrained=False, **kwargs)
     except (TypeError, ValueError, AssertionError) as e:

@@ -102,25 +102,26 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_writable(uri: str) -> None:
+def check_writable(uri: str, key: str | None = None) -> None:
     """Fail fast, in one line, when ``uri`` cannot be written (missing bucket, bad credentials,
     unreachable endpoint, read-only directory). Creates nothing: a local directory that does not
     exist yet is checked through its nearest existing parent; on S3 a probe object is written and
-    deleted."""
+    deleted. ``key`` names the option in the message (``out='...'``); the default says ``storage``."""
+    what = f"{key}={uri!r}" if key else f"storage {uri!r}"
     if not is_s3(uri):
         path = Path(filesystem(uri)[1])
         existing = next(p for p in (path, *path.parents) if p.exists())
         if not existing.is_dir():
-            raise ConfigError(f"storage {uri!r} is not writable: {existing} is a file, not a directory")
+            raise ConfigError(f"{what} is not writable: {existing} is a file, not a directory")
         if not os.access(existing, os.W_OK | os.X_OK):
-            raise ConfigError(f"storage {uri!r} is not writable: permission denied on {existing}")
+            raise ConfigError(f"{what} is not writable: permission denied on {existing}")
         return
     probe = join(uri, f".raysweep-probe-{uuid.uuid4().hex}")
     try:
         atomic_write(probe, b"ok")
         remove(probe)
     except Exception as e:  # noqa: BLE001 - any failure here means: cannot use this storage
-        raise ConfigError(f"storage {uri!r} is not writable: {_reason(e)}") from None
+        raise ConfigError(f"{what} is not writable: {_reason(e)}") from None
 
 
 def _reason(e: BaseException) -> str:
