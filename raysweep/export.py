@@ -46,7 +46,7 @@ def export(checkpoint_uri: str, out: str) -> str:
     written last, so a directory with one holds a whole export."""
     import safetensors.torch
 
-    from raysweep import checkpoint
+    from raysweep.core import checkpoint
     from raysweep.storage import atomic_write, check_writable, exists, join, remove
 
     state = checkpoint.read_state(checkpoint_uri, key="checkpoint")

@@ -128,9 +128,9 @@ def run(cfg: Config, capacity: Capacity, *, pretrain: bool, score: bool, probe_e
     produce = pretrain and cfg.pretrain.steps > 0
     model_uri, spec = cfg.score.checkpoint, None
     if produce:
-        from raysweep.spec import spec_of
+        from raysweep.render.spec import resolve_spec
 
-        spec = spec_of(cfg.data)
+        spec = resolve_spec(cfg.data)
         model_uri = checkpoint.store_uri(cfg.storage, checkpoint.pretrain_key(cfg, spec.hash, res.accelerator))
     elif pretrain:  # steps = 0: the scratch baseline
         model_uri = None

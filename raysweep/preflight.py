@@ -102,14 +102,10 @@ def check_intervals(cfg: Config, sweep: SweepConfig) -> None:
 
 
 def check_data(cfg: Config) -> None:
-    """A real image loads (and is hashed); a 1p-frac base system passes the fill threshold."""
-    from raysweep.spec import spec_of
+    """The data source's own pre-flight: a real image loads, a 1p-frac base system renders."""
+    from raysweep.render.sources import source
 
-    spec_of(cfg.data)
-    if cfg.data.source == "1p-frac":
-        from raysweep.render.sources import create_source
-
-        create_source(cfg.data).base  # noqa: B018 - renders the base system, a one-line error if impossible
+    source(cfg.data.source).check(cfg.data)
 
 
 def check_checkpoint(cfg: Config) -> None:

@@ -37,7 +37,7 @@ NODE_TYPES = {
     "gpu": {"resources": {"CPU": 4, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 1},
 }
 # budget=paper as it is, made small where only the amount of work changes (not what is asked for)
-SMALL = ["data.sigma=3.5", "sweep.seeds=[0]", "data.L=8", "data.size=32", "data.pad=2", "data.iterations=5000",
+SMALL = ["data.sigma=3.5", "sweep.seeds=[0]", "data.L=8", "data.size=32", "data.pad=4", "data.iterations=5000",
          "model.img_size=16", "model.patch_size=4", "model.depth=2", "model.embed_dim=32", "model.num_heads=2",
          "pretrain.steps=10", "pretrain.batch_size=16", "pretrain.report_every=5", "pretrain.checkpoint_every=10",
          "score.dataset=digits", "score.epochs=1", "score.batch_size=64", "score.eval_every=1",

@@ -37,7 +37,15 @@ def test_preview_of_fractaldb(tmp_path):
     proc = run("raysweep.render", "preview", "data.source=fractaldb", "data.L=4", "data.instances=2",
                "data.size=64", "data.pad=2", "data.iterations=10000", f"out={out}")
     assert proc.returncode == 0, proc.stderr
-    assert Image.open(out).size[0] > 0
+    arr = np.asarray(Image.open(out))
+    # 8 tiles (4 categories x 2 instances, no base system: FractalDB has none) in a 3 x 3 grid of
+    # 128 px tiles with 2 px gaps; the ninth cell stays the background
+    assert arr.shape == (3 * 128 + 4 * 2, 3 * 128 + 4 * 2)
+    cells = [arr[2 + r * 130 : 2 + r * 130 + 128, 2 + c * 130 : 2 + c * 130 + 128] for r in range(3) for c in range(3)]
+    assert all(((cell > 0) & (cell != 60)).mean() > 0.02 for cell in cells[:8]), "every tile shows a fractal"
+    assert (cells[8] == 60).all(), "only 8 tiles: no base tile for FractalDB"
+    # the two instances of a category differ (re-weighted coefficient, new patch masks)
+    assert not np.array_equal(cells[0], cells[1])
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import pytest
 from raysweep.config import ConfigError, DataConfig, load_config
 from raysweep.dataset import load_arrays, manifest_of, materialize, ray_dataset
 from raysweep.render import create_source
-from raysweep.spec import spec_of
+from raysweep.render.spec import resolve_spec
 
 SMALL = dict(size=32, pad=2, iterations=5000)
 
@@ -29,11 +29,11 @@ def test_render_then_reuse_and_read_back(ray_cluster, tmp_path):
     cfg = DataConfig(L=12, instances=2, **SMALL)
     logs: list[str] = []
     uri, spec = materialize(cfg, str(tmp_path), log=logs.append, progress=False)
-    assert spec == spec_of(cfg) and uri == spec.uri(str(tmp_path))
-    assert uri == spec_of(cfg).uri(str(tmp_path))
+    assert spec == resolve_spec(cfg) and uri == spec.uri(str(tmp_path))
+    assert uri == resolve_spec(cfg).uri(str(tmp_path))
     manifest = json.loads(Path(uri, "manifest.json").read_text())
     assert manifest["counts"] == {"classes": 12, "instances": 2, "images": 24, "shards": 1}
-    assert manifest["spec_hash"] == spec_of(cfg).hash and manifest["software"]["raysweep"]
+    assert manifest["spec_hash"] == resolve_spec(cfg).hash and manifest["software"]["raysweep"]
     images, labels = load_arrays(uri)
     assert images.shape == (24, 32, 32) and images.dtype == np.uint8
     assert sorted(labels.tolist()) == sorted(list(range(12)) * 2)

@@ -15,11 +15,11 @@ import pytest
 import safetensors.torch
 import torch
 
-from raysweep import checkpoint
+from raysweep.core import checkpoint
 from raysweep.config import load_config
 from raysweep.export import export, main
 from raysweep.pretrain.loop import train
-from raysweep.runtime import LocalContext, save_payload
+from raysweep.core.context import LocalContext, save_payload
 from raysweep.score.backbone import transfer
 from raysweep.score.datasets import Split, load_downstream
 from raysweep.score.loop import finetune, linear_probe

@@ -11,8 +11,8 @@ import yaml
 from raysweep.config import ConfigError, DataConfig, load_config
 from raysweep.fractal import IFS, FractalDBClasses, OFDBClasses, OnePFracClasses, Renderer, RenderSettings, render, sample_ifs
 from raysweep.render import create_source
-from raysweep.spec import data_config, spec_of
-from raysweep.tune.space import load_experiment
+from raysweep.render.spec import data_config, resolve_spec
+from raysweep.experiment import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(size=64, pad=6, iterations=20_000)
@@ -162,18 +162,18 @@ def test_framing_defaults_to_bbox_and_release_renders_at_the_release_pad():
     ],
 )
 def test_bbox_datasets_keep_their_address_and_release_gets_its_own(source, address):
-    bbox = spec_of(DataConfig(source=source))
+    bbox = resolve_spec(DataConfig(source=source))
     assert bbox.hash == address and "framing" not in bbox.data
     assert data_config(bbox).framing == "bbox"
     cfg = DataConfig(source=source, framing="release")
-    release = spec_of(cfg)
+    release = resolve_spec(cfg)
     assert release.data["framing"] == "release" and release.hash != address
     assert data_config(release) == cfg
 
 
 def test_framing_does_not_enter_a_real_image_dataset():
     real = dict(source="real", image="skimage:camera", L=4, size=32)
-    assert spec_of(DataConfig(**real)).hash == spec_of(DataConfig(framing="release", **real)).hash
+    assert resolve_spec(DataConfig(**real)).hash == resolve_spec(DataConfig(framing="release", **real)).hash
 
 
 def test_release_framing_changes_the_pixels_not_the_class_systems():

@@ -126,5 +126,5 @@ def test_n_maps_other_than_two():
 def test_golden_bytes(settings, expected):
     """The renderer's output is pinned: the same bytes on every machine and numba/LLVM build.
     A failure here means images (and so every dataset checksum) changed: bump
-    raysweep.spec.ENGINE_VERSION if that was intended."""
+    raysweep.render.spec.ENGINE_VERSION if that was intended."""
     assert digest(render(SYSTEM, settings, 11, 22)) == expected

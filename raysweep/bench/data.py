@@ -30,7 +30,7 @@ from raysweep.config import DataConfig
 from raysweep.dataset.pipeline import materialize
 from raysweep.dataset.shards import write_shard
 from raysweep.render.sources import create_source
-from raysweep.spec import spec_of
+from raysweep.render.spec import resolve_spec
 
 VARIANTS = ("plain", "warm_2proc", "ray_1cpu", "ray_2cpu")
 _WARMUP = DataConfig(L=4, size=64, iterations=1000)
@@ -38,7 +38,7 @@ _WARMUP = DataConfig(L=4, size=64, iterations=1000)
 
 def _write_shards(cfg: DataConfig, uri: str, shards: list[int]) -> None:
     """Build the source, then render and write ``shards``: the work of every variant."""
-    spec = spec_of(cfg)
+    spec = resolve_spec(cfg)
     source = create_source(cfg)
     for shard in shards:
         write_shard(source, spec, shard, uri)
@@ -46,14 +46,14 @@ def _write_shards(cfg: DataConfig, uri: str, shards: list[int]) -> None:
 
 def _plain(cfg: DataConfig, root: Path) -> float:
     start = time.perf_counter()
-    spec = spec_of(cfg)
+    spec = resolve_spec(cfg)
     _write_shards(cfg, spec.uri(str(root)), list(range(spec.num_shards)))
     return time.perf_counter() - start
 
 
 def _warm_2proc(pool, cfg: DataConfig, root: Path) -> float:
     start = time.perf_counter()
-    spec = spec_of(cfg)
+    spec = resolve_spec(cfg)
     uri = spec.uri(str(root))
     shards = list(range(spec.num_shards))
     pool.starmap(_write_shards, [(cfg, uri, shards[0::2]), (cfg, uri, shards[1::2])])
@@ -109,7 +109,7 @@ def run(sizes: tuple[int, ...] = (1000, 10_000), repeats: int = 3, size: int = 5
         "benchmark": "data",
         "images": sizes[0],
         "settings": {"size": size, "iterations": iterations, "draw": "patch",
-                     "images_per_shard": spec_of(DataConfig(L=sizes[0], size=size, iterations=iterations)).classes_per_shard},
+                     "images_per_shard": resolve_spec(DataConfig(L=sizes[0], size=size, iterations=iterations)).classes_per_shard},
         "scaling_2cpu_over_1cpu": first["scaling_2cpu_over_1cpu"],
         "ray_overhead": first["ray_overhead"],
         "sizes": per_size,

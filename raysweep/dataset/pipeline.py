@@ -20,7 +20,7 @@ import numpy as np
 
 from raysweep.config import ConfigError, DataConfig
 from raysweep.dataset.shards import shard_name, write_shard
-from raysweep.spec import DatasetSpec, data_config, spec_of
+from raysweep.render.spec import DatasetSpec, data_config, resolve_spec
 from raysweep.storage import atomic_write, check_writable, join, listdir, read_bytes, remove, sha256
 
 MANIFEST = "manifest.json"
@@ -80,9 +80,9 @@ def materialize(
 
     ``render_resource``: a custom Ray resource every render actor asks one unit of (e.g. ``render``,
     which the render nodes of ``cluster/cluster.yaml`` advertise), so rendering lands on those nodes.
-    ``spec``: ``spec_of(cfg)`` when the caller has resolved it already (a real image is then not
+    ``spec``: ``resolve_spec(cfg)`` when the caller has resolved it already (a real image is then not
     fetched again)."""
-    spec = spec or spec_of(cfg)  # validates a real image before anything else
+    spec = spec or resolve_spec(cfg)  # validates a real image before anything else
     uri = spec.uri(storage)
     check_writable(storage)
     if is_complete(uri, spec):
@@ -119,14 +119,11 @@ def materialize(
 
 
 def _check_source(cfg: DataConfig) -> None:
-    """Build the source on the driver so a configuration that cannot render fails in one line
-    before any cluster work (e.g. a 1p-frac base system that never passes the fill threshold)."""
-    from raysweep.fractal import OnePFracClasses
-    from raysweep.render.sources import create_source
+    """The source's pre-flight on the driver, so a configuration that cannot render fails in one
+    line before any cluster work (e.g. a 1p-frac base system that never passes the fill threshold)."""
+    from raysweep.render.sources import source
 
-    source = create_source(cfg)
-    if isinstance(source, OnePFracClasses):
-        source.base  # noqa: B018 - renders the base system, raising RenderFailure if impossible
+    source(cfg.source).check(cfg)
 
 
 def _render_with_ray(spec: DatasetSpec, uri: str, shards: list[int], max_actors: int | None, progress: bool,
@@ -171,7 +168,7 @@ def _versions() -> dict:
     import pyarrow
 
     import raysweep
-    from raysweep.spec import ENGINE_VERSION
+    from raysweep.render.spec import ENGINE_VERSION
 
     return {"raysweep": raysweep.__version__, "engine": ENGINE_VERSION, "numpy": np.__version__, "numba": numba.__version__,
             "pyarrow": pyarrow.__version__, "python": sys.version.split()[0]}

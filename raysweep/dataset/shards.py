@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from raysweep.dataset.png import encode_png
 from raysweep.render.sources import ClassSource
-from raysweep.spec import DatasetSpec
+from raysweep.render.spec import DatasetSpec
 from raysweep.storage import atomic_write, join, sha256
 
 SCHEMA = pa.schema(

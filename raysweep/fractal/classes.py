@@ -113,6 +113,10 @@ class FractalClasses(ABC):
     def render_class(self, label: int) -> list[ClassImage]:
         """All ``instances`` images of class ``label`` (the class system is drawn once)."""
 
+    def anchors(self) -> list[tuple[str, np.ndarray]]:
+        """Images a preview shows before the classes (none here)."""
+        return []
+
     def _check_label(self, label: int) -> None:
         if not 0 <= label < self.cfg.L:
             raise IndexError(f"class {label} is out of range 0..{self.cfg.L - 1}")
@@ -130,6 +134,10 @@ class OnePFracClasses(FractalClasses):
             label=0, instance=0, what="base system",
             keys=(key(c.seed, BASE, MASK), self.map_key(0, 0)),
         )
+
+    def anchors(self) -> list[tuple[str, np.ndarray]]:
+        """The base system every class perturbs."""
+        return [("base", self.base.image.copy())]
 
     def render_class(self, label: int) -> list[ClassImage]:
         first = self.render_instance(label, 0)

@@ -1,9 +1,10 @@
-"""Rendering stage: from a validated data config to class images (sources, previews)."""
+"""Rendering stage: from a validated data config to class images (the sources), the dataset spec
+that names what those images depend on, and previews."""
 
-from raysweep.render.sources import create_source, register_source, source_names
+from raysweep.render.sources import SOURCES, create_source, dataset_label, source
 
 _PREVIEW = ("contact_sheet", "preview_tiles", "save_png")
-__all__ = ["contact_sheet", "create_source", "preview_tiles", "register_source", "save_png", "source_names"]
+__all__ = ["SOURCES", "contact_sheet", "create_source", "dataset_label", "preview_tiles", "save_png", "source"]
 
 
 def __getattr__(name: str):

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from raysweep.fractal import ClassImage, FractalClasses, OnePFracClasses
+from raysweep.fractal import ClassImage
+from raysweep.render.sources import ClassSource
 
 
 def contact_sheet(tiles: list[tuple[str, np.ndarray]], tile: int = 128, cols: int | None = None, gap: int = 2) -> Image.Image:
@@ -33,11 +34,10 @@ def contact_sheet(tiles: list[tuple[str, np.ndarray]], tile: int = 128, cols: in
     return sheet
 
 
-def preview_tiles(source: FractalClasses, max_tiles: int = 64) -> list[tuple[str, np.ndarray]]:
-    """Tiles of the first classes (all their instances), with the 1p-frac base system first."""
-    tiles: list[tuple[str, np.ndarray]] = []
-    if isinstance(source, OnePFracClasses):
-        tiles.append(("base", source.base.image.copy()))
+def preview_tiles(source: ClassSource, max_tiles: int = 64) -> list[tuple[str, np.ndarray]]:
+    """Tiles of the first classes (all their instances), after the source's anchors (the 1p-frac
+    base system)."""
+    tiles: list[tuple[str, np.ndarray]] = list(source.anchors())[:max_tiles]
     for label in range(source.num_classes):
         for item in source.render_class(label):
             if len(tiles) >= max_tiles:

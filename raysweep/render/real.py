@@ -427,6 +427,10 @@ class RealImageClasses:
     def num_classes(self) -> int:
         return self.cfg.L
 
+    def anchors(self) -> list[tuple[str, np.ndarray]]:
+        """Images a preview shows before the classes (none: the image itself is not a class)."""
+        return []
+
     def warp_params(self, label: int, attempt: int = 0) -> list[list[float]]:
         """Draw ``attempt`` of class ``label``'s warp."""
         return draw_warp(self.cfg.warp, self.cfg.delta, stream(self.cfg.seed, REAL_WARP, label, attempt))

@@ -194,6 +194,8 @@ def _datasets_section(run: RunRecord) -> str:
             continue
         try:
             cfg = exp.config_for(exp.with_seed(t.config))
+            from raysweep.render.sources import dataset_label
+
             label = dataset_label(cfg.data)
         except Exception:  # noqa: BLE001 - a trial whose config no longer resolves: its URI says enough
             label = uri.rstrip("/").rsplit("/", 1)[-1]

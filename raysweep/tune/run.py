@@ -22,6 +22,13 @@ def _searcher(exp: Experiment):
     sweep = exp.cfg.sweep
     if sweep.search != "optuna":
         return None
+    searcher = _downstream_optuna()(metric=sweep.metric, mode="max", seed=exp.cfg.seed)
+    if len(sweep.seeds) > 1:
+        searcher = Repeater(searcher, repeat=len(sweep.seeds), set_index=True)
+    return ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrent_trials * max(1, len(sweep.seeds)))
+
+
+def _downstream_optuna():
     from ray.tune.search.optuna import OptunaSearch
 
     class DownstreamOptuna(OptunaSearch):
@@ -32,10 +39,7 @@ def _searcher(exp: Experiment):
             if self.metric in result:
                 super().on_trial_result(trial_id, result)
 
-    searcher = DownstreamOptuna(metric=sweep.metric, mode="max", seed=exp.cfg.seed)
-    if len(sweep.seeds) > 1:
-        searcher = Repeater(searcher, repeat=len(sweep.seeds), set_index=True)
-    return ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrent_trials * max(1, len(sweep.seeds)))
+    return DownstreamOptuna
 
 
 def _scheduler(exp: Experiment):

@@ -22,14 +22,6 @@ ENGINE_VERSION = 1
 #: Images per Parquet shard (classes are never split across shards).
 IMAGES_PER_SHARD = 256
 
-_COMMON = ("source", "L", "size", "seed", "instances", "fill_threshold")
-_ENGINE = ("pad", "iterations", "draw", "gray", "fixed_map_sequence", "framing")  # the chaos-game renderer's settings
-_FIELDS = {
-    "1p-frac": _COMMON + ("sigma", "sigma_jitter", "delta", "n_maps") + _ENGINE,
-    "fractaldb": _COMMON + ("n_maps_max",) + _ENGINE,
-    "ofdb": _COMMON + ("n_maps_max",) + _ENGINE,
-    "real": _COMMON + ("delta", "image", "representation", "warp"),
-}
 #: Settings added after their engine version's datasets existed, with the value those datasets were
 #: rendered with: at that value a setting is left out of the spec, so those datasets keep their
 #: address; any other value is in the spec and gives a new one.
@@ -76,16 +68,16 @@ class DatasetSpec:
         return join(storage, "datasets", f"{self.source}-{self.hash[:16]}")
 
 
-def spec_of(cfg: DataConfig) -> DatasetSpec:
-    """The spec of a validated data config (loads a real image once to hash its content)."""
-    values = dataclasses.asdict(cfg)
-    data = {k: values[k] for k in _FIELDS[cfg.source] if k not in _LEFT_OUT_AT or values[k] != _LEFT_OUT_AT[k]}
-    digest = None
-    if cfg.source == "real":
-        from raysweep.render.real import image_digest
+def resolve_spec(cfg: DataConfig) -> DatasetSpec:
+    """The spec of a validated data config: its source's fields, and what else its bytes depend on
+    (for a real image: its decoded pixels, so the image is fetched and hashed here: call it once and
+    pass the spec on; ``materialize`` returns it)."""
+    from raysweep.render.sources import source
 
-        digest = image_digest(cfg.image)
-    return DatasetSpec(data=data, classes_per_shard=max(1, IMAGES_PER_SHARD // cfg.instances), image_sha256=digest)
+    entry = source(cfg.source)
+    values = dataclasses.asdict(cfg)
+    data = {k: values[k] for k in entry.fields if k not in _LEFT_OUT_AT or values[k] != _LEFT_OUT_AT[k]}
+    return DatasetSpec(data=data, classes_per_shard=max(1, IMAGES_PER_SHARD // cfg.instances), image_sha256=entry.identity(cfg))
 
 
 def data_config(spec: DatasetSpec) -> DataConfig:
