@@ -164,7 +164,8 @@ def check_trackers(sweep: SweepConfig) -> None:
             __import__(name)
         except ImportError as e:
             if e.name == name:
-                raise ConfigError(f"{what} needs the {name} package: pip install {name} (or pip install 'raysweep[trackers]')") from None
+                raise ConfigError(f"{what} needs the {name} package: pip install {name} "
+                                  f"(or pip install 'raysweep[trackers]')") from None
             raise ConfigError(f"{what}: the {name} package does not import: {' '.join(str(e).split())[:200]}") from None
     if "mlflow" in trackers:
         check_mlflow(sweep)
@@ -191,8 +192,9 @@ def check_mlflow(sweep: SweepConfig) -> None:
 
         allow = getattr(mlflow.environment_variables, "MLFLOW_ALLOW_FILE_STORE", None)  # MLflow >= 3.7
         if allow is not None and not allow.get():
-            raise ConfigError(f"{what} is a file store, which MLflow {mlflow.__version__} refuses unless MLFLOW_ALLOW_FILE_STORE=true; "
-                              f"set that, or use a database (sqlite:///PATH/mlflow.db) or a tracking server (http://HOST:5000)")
+            raise ConfigError(f"{what} is a file store, which MLflow {mlflow.__version__} refuses unless "
+                              f"MLFLOW_ALLOW_FILE_STORE=true; set that, or use a database (sqlite:///PATH/mlflow.db) "
+                              f"or a tracking server (http://HOST:5000)")
         from urllib.request import url2pathname
 
         _check_writable_path(Path(url2pathname(parts.path) if scheme == "file" else uri), directory=True, what=what)
@@ -278,7 +280,8 @@ def check_wandb(what: str) -> None:
     except Exception as e:  # noqa: BLE001 - e.g. a malformed WANDB_API_KEY
         raise ConfigError(f"{what}: W&B credentials are not usable: {' '.join(str(e).split())[:200]}") from None
     if not found:
-        raise ConfigError(f"{what} needs W&B credentials: set WANDB_API_KEY or run `wandb login` (or log locally with WANDB_MODE=offline)")
+        raise ConfigError(f"{what} needs W&B credentials: set WANDB_API_KEY or run `wandb login` "
+                          f"(or log locally with WANDB_MODE=offline)")
 
 
 def preflight_render(cfg: Config) -> cluster.Capacity:

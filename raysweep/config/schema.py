@@ -303,13 +303,14 @@ class SweepConfig:
             raise ConfigError("sweep.scheduler=asha needs sweep.probe_every > 0: ASHA stops trials on the quick probe")
         for name in self.loggers:
             if name not in LOGGERS:
-                raise ConfigError(f"sweep.loggers={list(self.loggers)!r}: {name!r} is not allowed; choose from: {', '.join(LOGGERS)} "
-                                  f"(CSV and JSON logs are always written)")
+                raise ConfigError(f"sweep.loggers={list(self.loggers)!r}: {name!r} is not allowed; choose from: "
+                                  f"{', '.join(LOGGERS)} (CSV and JSON logs are always written)")
         if self.mlflow_tracking_uri is not None:
             from urllib.parse import urlsplit
 
             if not self.mlflow_tracking_uri:
-                raise ConfigError("sweep.mlflow_tracking_uri is empty; give a URI (e.g. sqlite:///mlflow.db, http://HOST:5000) or null")
+                raise ConfigError("sweep.mlflow_tracking_uri is empty; give a URI (e.g. sqlite:///mlflow.db, http://HOST:5000) "
+                                  "or null")
             if "@" in urlsplit(self.mlflow_tracking_uri).netloc:  # said without the URI: it holds a credential
                 raise ConfigError("sweep.mlflow_tracking_uri holds credentials (user:password@), which would be written with the "
                                   "sweep; set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN, or put "

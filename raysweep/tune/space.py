@@ -142,7 +142,8 @@ PER_SWEEP_KEYS = ("sweep.loggers", "sweep.mlflow_tracking_uri", "sweep.mlflow_ex
 
 def _check_per_sweep(key: str, what: str) -> None:
     if key in PER_SWEEP_KEYS:
-        hint = " (a list is written sweep.loggers=[mlflow,wandb]; sweep.loggers=mlflow,wandb is a grid)" if key == "sweep.loggers" else ""
+        hint = (" (a list is written sweep.loggers=[mlflow,wandb]; sweep.loggers=mlflow,wandb is a grid)"
+                if key == "sweep.loggers" else "")
         raise ConfigError(f"{what}, but it is one setting for the whole sweep{hint}")
 
 
