@@ -226,3 +226,24 @@ def test_mlflow_destinations_are_checked_without_creating_anything(tmp_path, mon
         check()
     assert str(e.value) == f"MLFLOW_TRACKING_URI 'http://***@127.0.0.1:{port}': not reachable (Connection refused)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["www"], "the checks created nothing"
+
+
+def test_tracker_callbacks_survive_tunes_pickling_without_credentials(tmp_path, monkeypatch):
+    # Tune pickles the run's callbacks into the run directory, and a resumed sweep unpickles them
+    from ray import cloudpickle
+
+    from raysweep.tune.space import load_experiment
+    from raysweep.tune.trackers import MLflowTrialLogger, WandbTrialLogger, callbacks
+
+    secret = f"tracker-secret-{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    for var in ("WANDB_API_KEY", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(var, secret)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"https://carol:{secret}@mlflow.example.org")
+    exp = load_experiment(str(experiment(tmp_path, "pickled", {"sweep.loggers": ["mlflow", "wandb"]})), [])
+    blob = cloudpickle.dumps(callbacks(exp))
+    assert secret.encode() not in blob
+    mlflow_logger, wandb_logger = cloudpickle.loads(blob)
+    assert isinstance(mlflow_logger, MLflowTrialLogger) and isinstance(wandb_logger, WandbTrialLogger)
+    assert mlflow_logger.tracking_uri is None, "MLflow reads MLFLOW_TRACKING_URI itself, at run time"
+    assert mlflow_logger.experiment_name == "pickled" and wandb_logger.project == "pickled", "named after the sweep"
+    assert mlflow_logger.experiment.fingerprint == exp.fingerprint
