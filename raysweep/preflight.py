@@ -211,6 +211,8 @@ def check_mlflow(sweep: SweepConfig) -> None:
             MlflowClient(tracking_uri=uri)
         except Exception as e:  # noqa: BLE001 - any failure here means: MLflow cannot use this URI
             text = " ".join(str(e).split())
+            if parts.password:  # a database URI from MLFLOW_TRACKING_URI: its driver's message may quote it
+                text = text.replace(parts.password, "***")
             schemes = re.search(r"Supported URI schemes are: \[([^\]]*)\]", text)
             if schemes:
                 known = ", ".join(s.strip(" '") for s in schemes.group(1).split(",") if s.strip(" '"))

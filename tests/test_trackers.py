@@ -4,12 +4,15 @@ any file; a tracker that cannot take the runs is refused in one line before Ray 
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -199,6 +202,31 @@ def test_an_mlflow_uri_with_credentials_is_not_a_config_key():
     assert "holds credentials" in str(e.value) and "s3cret" not in str(e.value) and "\n" not in str(e.value)
 
 
+@contextlib.contextmanager
+def _server_refusing_credentials():
+    """An HTTP server on loopback answering every request 401, as a tracking server behind authentication does."""
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def _refuse(self):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = _refuse
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_mlflow_destinations_are_checked_without_creating_anything(tmp_path, monkeypatch, http_root):
     from raysweep.config import ConfigError
     from raysweep.config.schema import SweepConfig
@@ -220,6 +248,9 @@ def test_mlflow_destinations_are_checked_without_creating_anything(tmp_path, mon
     base, _ = http_root  # a web server, but not MLflow's
     with pytest.raises(ConfigError, match=r"it answered HTTP 501 to an MLflow request; is it an MLflow tracking server\?"):
         check(base)
+    with _server_refusing_credentials() as guarded:
+        with pytest.raises(ConfigError, match=r"it refused the credentials \(HTTP 401\); set MLFLOW_TRACKING_USERNAME"):
+            check(guarded)
     port = _free_port()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://bob:hunter2@127.0.0.1:{port}")
     with pytest.raises(ConfigError) as e:
