@@ -190,7 +190,7 @@ def check_mlflow(sweep: SweepConfig) -> None:
     if scheme in ("", "file"):
         import mlflow.environment_variables
 
-        allow = getattr(mlflow.environment_variables, "MLFLOW_ALLOW_FILE_STORE", None)  # MLflow >= 3.7
+        allow = getattr(mlflow.environment_variables, "MLFLOW_ALLOW_FILE_STORE", None)  # recent MLflow (3.18 has it)
         if allow is not None and not allow.get():
             raise ConfigError(f"{what} is a file store, which MLflow {mlflow.__version__} refuses unless "
                               f"MLFLOW_ALLOW_FILE_STORE=true; set that, or use a database (sqlite:///PATH/mlflow.db) "
