@@ -151,12 +151,14 @@ def load_experiment(yaml_path: str | None, overrides: Sequence[str]) -> Experime
     for key in space:
         check_key(key)
         _check_space(key, space[key])
+        _check_per_sweep(key, f"{key} is a search space")
     for i, variant in enumerate(variants):
         if not isinstance(variant, dict) or not variant:
             raise ConfigError(f"variants[{i}] must be a non-empty map of overrides, e.g. {{pretrain.steps: 0}}")
         for key in variant:
             if key != "label":
                 check_key(key)
+                _check_per_sweep(key, f"variants[{i}] sets {key}")
     return _checked(Experiment(base=base, space=space, variants=variants, budget=budget, budgets=dict(budgets), study=study))
 
 
@@ -175,6 +177,17 @@ def _absolute_paths(values: dict[str, Any]) -> None:
         if isinstance(value, str) and value and "://" not in value and not value.startswith("skimage:") \
                 and value.lower() not in ("none", "null"):
             values[key] = os.path.abspath(os.path.expanduser(value))
+
+
+#: keys set once for the whole sweep (its experiment trackers), never per trial
+PER_SWEEP_KEYS = ("sweep.loggers", "sweep.mlflow_tracking_uri", "sweep.mlflow_experiment", "sweep.wandb_project")
+
+
+def _check_per_sweep(key: str, what: str) -> None:
+    if key in PER_SWEEP_KEYS:
+        hint = (" (a list is written sweep.loggers=[mlflow,wandb]; sweep.loggers=mlflow,wandb is a grid)"
+                if key == "sweep.loggers" else "")
+        raise ConfigError(f"{what}, but it is one setting for the whole sweep{hint}")
 
 
 def _check_space(key: str, spec: dict) -> None:

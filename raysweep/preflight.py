@@ -10,14 +10,23 @@ problem is a one-line :class:`~raysweep.config.ConfigError` naming the value and
   (folders, a few files; never the whole dataset); a checkpoint's state and architecture;
 - storage: writable; shared by every node on a cluster spanning several machines;
 - resources: every Train worker, render actor and trial driver fits some node or node type the
-  cluster has or can launch, and the GPUs asked for are ones it can provide.
+  cluster has or can launch, and the GPUs asked for are ones it can provide;
+- a sweep's experiment trackers: each package imports, MLflow's tracking URI takes runs (a file
+  store or SQLite database that can be written, a server that answers), W&B has credentials
+  unless it logs offline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
+import os
+import re
+from pathlib import Path
 from typing import Sequence
+from urllib.parse import urlsplit
 
 from raysweep import cluster
 from raysweep.config import Config, ConfigError
@@ -36,6 +45,8 @@ def preflight(configs: Sequence[Config], *, pretrain: bool, score: bool, sweep: 
         checked.add(text)
         return True
 
+    if sweep is not None:
+        check_trackers(sweep)
     probing = bool(sweep and sweep.probe_every)
     for cfg in configs:
         pretraining = pretrain and cfg.pretrain.steps > 0
@@ -137,6 +148,138 @@ def check_resources(cfg: Config, capacity: cluster.Capacity, *, pretrain: bool, 
     if pretrain and cfg.pretrain.steps > 0 and cfg.render_resource:
         cluster.check_fits(capacity, f"each render actor (render_resource={cfg.render_resource!r})",
                            {"CPU": 1.0, cfg.render_resource: 1.0})
+
+
+def check_trackers(sweep: SweepConfig) -> None:
+    """The experiment trackers of ``sweep.loggers`` can take the sweep's runs (TensorBoard's
+    writer comes with Ray Tune)."""
+    trackers = [name for name in dict.fromkeys(sweep.loggers) if name in ("mlflow", "wandb")]
+    what = f"sweep.loggers={list(sweep.loggers)!r}"
+    for name in trackers:
+        try:
+            __import__(name)
+        except ImportError as e:
+            if e.name == name:
+                raise ConfigError(f"{what} needs the {name} package: pip install {name} "
+                                  f"(or pip install 'raysweep[trackers]')") from None
+            raise ConfigError(f"{what}: the {name} package does not import: {' '.join(str(e).split())[:200]}") from None
+    if "mlflow" in trackers:
+        check_mlflow(sweep)
+    if "wandb" in trackers:
+        check_wandb(what)
+
+
+def check_mlflow(sweep: SweepConfig) -> None:
+    """MLflow's tracking URI (the config key, else MLFLOW_TRACKING_URI, else MLflow's default)
+    takes runs. Creates nothing: a file store or SQLite database is checked through its nearest
+    existing parent; a server is asked for one experiment, without retries."""
+    import mlflow
+
+    from raysweep.tune.trackers import mlflow_tracking_uri
+
+    uri, source = mlflow_tracking_uri(sweep)
+    uri = uri or mlflow.get_tracking_uri()
+    parts = urlsplit(uri)
+    shown = uri.replace(parts.netloc, "***@" + parts.netloc.rpartition("@")[2]) if "@" in parts.netloc else uri
+    what = f"{source} {shown!r}"
+    scheme = uri if uri in ("databricks", "databricks-uc", "uc") else parts.scheme.lower()  # names, not paths
+    if scheme in ("", "file"):
+        import mlflow.environment_variables
+
+        allow = getattr(mlflow.environment_variables, "MLFLOW_ALLOW_FILE_STORE", None)  # recent MLflow (3.18 has it)
+        if allow is not None and not allow.get():
+            raise ConfigError(f"{what} is a file store, which MLflow {mlflow.__version__} refuses unless "
+                              f"MLFLOW_ALLOW_FILE_STORE=true; set that, or use a database (sqlite:///PATH/mlflow.db) "
+                              f"or a tracking server (http://HOST:5000)")
+        from urllib.request import url2pathname
+
+        _check_writable_path(Path(url2pathname(parts.path) if scheme == "file" else uri), directory=True, what=what)
+    elif scheme == "sqlite":
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path  # sqlite:///relative, sqlite:////absolute
+        if path and path != ":memory:":
+            _check_writable_path(Path(path), directory=False, what=what)
+    elif scheme in ("http", "https"):
+        _check_mlflow_server(uri, what)
+    else:  # a database, Databricks, or a plugin's scheme: MLflow builds its store (a database is connected to)
+        from mlflow.tracking import MlflowClient
+
+        try:
+            MlflowClient(tracking_uri=uri)
+        except Exception as e:  # noqa: BLE001 - any failure here means: MLflow cannot use this URI
+            text = " ".join(str(e).split())
+            if parts.password:  # a database URI from MLFLOW_TRACKING_URI: its driver's message may quote it
+                text = text.replace(parts.password, "***")
+            schemes = re.search(r"Supported URI schemes are: \[([^\]]*)\]", text)
+            if schemes:
+                known = ", ".join(s.strip(" '") for s in schemes.group(1).split(",") if s.strip(" '"))
+                raise ConfigError(f"{what} has a scheme MLflow does not know ({scheme!r}); MLflow takes: {known}") from None
+            raise ConfigError(f"{what} cannot be used: {type(e).__name__}: {text[:200]}") from None
+
+
+def _check_writable_path(path: Path, *, directory: bool, what: str) -> None:
+    """``path`` (a directory, or a file when not ``directory``) exists as such, or can be created."""
+    path = path.expanduser().absolute()
+    if path.exists():
+        if directory and not path.is_dir():
+            raise ConfigError(f"{what} is not writable: {path} is a file, not a directory")
+        if not directory and path.is_dir():
+            raise ConfigError(f"{what} is not writable: {path} is a directory, not a database file")
+        existing = path if directory else path.parent
+    else:
+        existing = next(p for p in path.parents if p.exists())
+        if not directory and existing != path.parent:  # SQLite creates the file, never its folder
+            raise ConfigError(f"{what} is not writable: the folder {path.parent} does not exist")
+    if not existing.is_dir():
+        raise ConfigError(f"{what} is not writable: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{what} is not writable: permission denied on {existing if not path.exists() else path}")
+
+
+def _check_mlflow_server(uri: str, what: str) -> None:
+    """One request through MLflow's own client (its credentials from MLFLOW_TRACKING_*), no retries, 10 s at most."""
+    from mlflow.tracking import MlflowClient
+
+    knobs = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    saved = {key: os.environ.get(key) for key in knobs}
+    os.environ.update(knobs)
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as e:  # noqa: BLE001 - any failure here means: the sweep could not log there
+        text = " ".join(str(e).split())
+        status = re.search(r"error code (\d+)", text)
+        if status and status.group(1) in ("401", "403"):
+            reason = (f"it refused the credentials (HTTP {status.group(1)}); set MLFLOW_TRACKING_USERNAME and "
+                      f"MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN")
+        elif status:
+            reason = f"it answered HTTP {status.group(1)} to an MLflow request; is it an MLflow tracking server?"
+        else:
+            cause = re.search(r"\[Errno -?\d+\] ([^\"')]+)|(timed out|Read timed out)", text)
+            reason = f"not reachable ({(cause.group(1) or cause.group(2)).strip() if cause else type(e).__name__})"
+        raise ConfigError(f"{what}: {reason}") from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def check_wandb(what: str) -> None:
+    """W&B finds credentials (WANDB_API_KEY, ``wandb login``'s .netrc, an identity token) unless
+    it logs offline or is disabled; nothing is sent to its server."""
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun", "disabled") or \
+            os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes"):
+        return
+    import wandb
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # wandb says where it found the key
+            found = wandb.login(prompt=False, verify=False)
+    except Exception as e:  # noqa: BLE001 - e.g. a malformed WANDB_API_KEY
+        raise ConfigError(f"{what}: W&B credentials are not usable: {' '.join(str(e).split())[:200]}") from None
+    if not found:
+        raise ConfigError(f"{what} needs W&B credentials: set WANDB_API_KEY or run `wandb login` "
+                          f"(or log locally with WANDB_MODE=offline)")
 
 
 def preflight_render(cfg: Config) -> cluster.Capacity:

@@ -90,6 +90,13 @@ def pin_autoscaling_coordinator() -> None:
     get_or_create_autoscaling_coordinator()
 
 
+def _built(name: str):
+    """A class of this module built on first use (pickled by reference, as ``raysweep.ray_private.<name>``)."""
+    if name not in globals():
+        globals()[name] = _FACTORIES[name]()
+    return globals()[name]
+
+
 def lean_trainer_class() -> type["TorchTrainer"]:
     """A TorchTrainer that starts no Ray Data dataset actor when it is given no datasets.
 
@@ -98,7 +105,7 @@ def lean_trainer_class() -> type["TorchTrainer"]:
     raysweep's workers read small rendered datasets themselves, so with no datasets this trainer
     leaves out the callback that starts it (``TorchTrainer._create_default_callbacks``, a private
     method; ``ray.train.v2._internal.callbacks.datasets.DatasetsCallback``). Checked on Ray 2.60.0."""
-    return __getattr__("_LeanTorchTrainer")
+    return _built("_LeanTorchTrainer")
 
 
 def _make_lean_trainer():
@@ -120,13 +127,78 @@ def _make_lean_trainer():
     return LeanTorchTrainer
 
 
+def mlflow_logger_class():
+    """Ray Tune's MLflow logger that also logs each trial's whole resolved configuration as params
+    (``params_of(trial)``, set on the instance). Reads Ray's private ``_trial_runs`` (trial -> MLflow
+    run id). Checked on Ray 2.60.0."""
+    return _built("_MLflowTrialLogger")
+
+
+def _make_mlflow_logger():
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    class MLflowTrialLogger(MLflowLoggerCallback):
+        params_of = None  # trial -> {dotted key: value}
+
+        def log_trial_start(self, trial):
+            super().log_trial_start(trial)  # the run; Tune's trial config (the swept values) as params
+            if self.params_of is None:
+                return
+            from mlflow.entities import Param
+            from mlflow.tracking import MlflowClient
+
+            params = [Param(k, str(v)) for k, v in self.params_of(trial).items() if k not in trial.config]
+            client = MlflowClient()  # the tracking URI the callback's setup set
+            for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+                client.log_batch(self._trial_runs[trial], params=params[i : i + 100])
+
+    MLflowTrialLogger.__module__, MLflowTrialLogger.__qualname__ = __name__, "_MLflowTrialLogger"
+    return MLflowTrialLogger
+
+
+def wandb_logger_class():
+    """Ray Tune's W&B logger whose logging actor gets the driver's ``WANDB_*`` variables
+    (``env_of()``, set on the instance) and each trial's whole resolved configuration
+    (``params_of(trial)``). Ray passes that actor only ``WANDB_API_KEY``, so on a Ray started by
+    another process (a cluster, a test session) it would log with that process's environment.
+    Overrides Ray's private ``_start_logging_actor`` and sets its ``_remote_logger_class``
+    (from ``_logger_actor_cls``). Checked on Ray 2.60.0."""
+    return _built("_WandbTrialLogger")
+
+
+def _make_wandb_logger():
+    import ray
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    class WandbTrialLogger(WandbLoggerCallback):
+        params_of = None  # trial -> {dotted key: value}
+        env_of = None  # () -> {name: value}, read when the actor starts (never pickled with the callback)
+
+        def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs):
+            if not self._remote_logger_class and self.env_of is not None:
+                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+                here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+                self._remote_logger_class = ray.remote(num_cpus=0, scheduling_strategy=here,
+                                                       runtime_env={"env_vars": self.env_of()}, max_restarts=-1,
+                                                       max_task_retries=-1)(self._logger_actor_cls)
+            if self.params_of is not None:
+                wandb_init_kwargs["config"] = {**self.params_of(trial), **wandb_init_kwargs.get("config", {})}
+            super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
+
+    WandbTrialLogger.__module__, WandbTrialLogger.__qualname__ = __name__, "_WandbTrialLogger"
+    return WandbTrialLogger
+
+
+_FACTORIES = {"_LeanTorchTrainer": _make_lean_trainer, "_MLflowTrialLogger": _make_mlflow_logger,
+              "_WandbTrialLogger": _make_wandb_logger}
+
+
 def __getattr__(name: str):
-    # built on first use: importing this module must not import Ray Train (the CLIs validate
-    # their input before they import anything heavy)
-    if name == "_LeanTorchTrainer":
-        if name not in globals():
-            globals()[name] = _make_lean_trainer()
-        return globals()[name]
+    # built on first use: importing this module must not import Ray Train or the trackers (the CLIs
+    # validate their input before they import anything heavy); unpickling finds them here too
+    if name in _FACTORIES:
+        return _built(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -22,6 +22,7 @@ SCORE_DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
 SCORE_MODES = ("finetune", "linear_probe")
 SEARCHES = ("grid", "random", "optuna")
 SCHEDULERS = ("fifo", "asha")
+LOGGERS = ("tensorboard", "mlflow", "wandb")  # experiment trackers of a sweep (CSV and JSON logs are always on)
 
 
 def _choice(key: str, value, allowed) -> None:
@@ -290,6 +291,11 @@ class SweepConfig:
     probe_test: int = 500  # quick probe: held-out images used
     grace_period: int = 0  # asha: steps before a trial may be stopped (0: two probe intervals)
     reduction_factor: int = 2  # asha
+    # experiment trackers, one run per trial (raysweep/tune/trackers.py); credentials only from their environment variables
+    loggers: List[str] = field(default_factory=lambda: ["tensorboard"])  # tensorboard | mlflow | wandb
+    mlflow_tracking_uri: Optional[str] = None  # None: MLFLOW_TRACKING_URI, else MLflow's default (sqlite:///mlflow.db)
+    mlflow_experiment: Optional[str] = None  # None: MLFLOW_EXPERIMENT_NAME, else the sweep's name
+    wandb_project: Optional[str] = None  # None: WANDB_PROJECT, else the sweep's name
 
     def __post_init__(self) -> None:
         _choice("sweep.search", self.search, SEARCHES)
@@ -309,6 +315,23 @@ class SweepConfig:
         _at_least("sweep.reduction_factor", self.reduction_factor, 2)
         if self.scheduler == "asha" and self.probe_every == 0:
             raise ConfigError("sweep.scheduler=asha needs sweep.probe_every > 0: ASHA stops trials on the quick probe")
+        for name in self.loggers:
+            if name not in LOGGERS:
+                raise ConfigError(f"sweep.loggers={list(self.loggers)!r}: {name!r} is not allowed; choose from: "
+                                  f"{', '.join(LOGGERS)} (CSV and JSON logs are always written)")
+        if self.mlflow_tracking_uri is not None:
+            from urllib.parse import urlsplit
+
+            if not self.mlflow_tracking_uri:
+                raise ConfigError("sweep.mlflow_tracking_uri is empty; give a URI (e.g. sqlite:///mlflow.db, http://HOST:5000) "
+                                  "or null")
+            if "@" in urlsplit(self.mlflow_tracking_uri).netloc:  # said without the URI: it holds a credential
+                raise ConfigError("sweep.mlflow_tracking_uri holds credentials (user:password@), which would be written with the "
+                                  "sweep; set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN, or put "
+                                  "the whole URI in MLFLOW_TRACKING_URI")
+        for key in ("mlflow_experiment", "wandb_project"):
+            if getattr(self, key) == "":
+                raise ConfigError(f"sweep.{key} is empty; give a name or null (the sweep's name)")
 
 
 @dataclass

@@ -108,6 +108,14 @@ def run_sweep(exp: Experiment, log=print) -> str:
 
         from raysweep.tune.callbacks import ReleaseTrainResources, SweepMetrics
 
+        loggers = [CSVLoggerCallback(), JsonLoggerCallback()]  # always: the results and the report read them
+        if "tensorboard" in sweep.loggers:
+            loggers.append(TBXLoggerCallback())
+        if {"mlflow", "wandb"} & set(sweep.loggers):
+            from raysweep.tune.trackers import callbacks as tracker_callbacks
+
+            loggers += tracker_callbacks(exp)
+
         tuner = tune.Tuner(
             trainable,
             param_space=param_space(exp),
@@ -118,8 +126,7 @@ def run_sweep(exp: Experiment, log=print) -> str:
             run_config=tune.RunConfig(
                 name=exp.cfg.name,
                 failure_config=tune.FailureConfig(max_failures=1),
-                callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), TBXLoggerCallback(), SweepMetrics(exp.cfg.name),
-                           ReleaseTrainResources()],
+                callbacks=[*loggers, SweepMetrics(exp.cfg.name), ReleaseTrainResources()],
                 **storage,
             ),
         )
