@@ -58,6 +58,15 @@ def main_guard(fn: Callable[..., int | None]) -> Callable[..., int]:
     return wrapper
 
 
+def arguments(argv: Sequence[str] | None, doc: str) -> list[str] | None:
+    """A command's arguments (``sys.argv[1:]`` by default), or None after printing ``doc`` for ``-h``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(doc)
+        return None
+    return argv
+
+
 def config_command(doc: str, run: Callable[[Any], Any]) -> Callable[[Sequence[str] | None], int]:
     """The ``main`` of a command that takes schema overrides only: ``-h`` prints ``doc``; otherwise
     the overrides become a validated Config, ``run(config)`` runs, its result is the last line."""
@@ -66,11 +75,8 @@ def config_command(doc: str, run: Callable[[Any], Any]) -> Callable[[Sequence[st
     def main(argv: Sequence[str] | None = None) -> int:
         from raysweep.config import load_config
 
-        argv = list(sys.argv[1:] if argv is None else argv)
-        if argv[:1] in (["-h"], ["--help"]):
-            print(doc)
-            return 0
-        print(run(load_config(argv)))
+        if (args := arguments(argv, doc)) is not None:
+            print(run(load_config(args)))
         return 0
 
     return main

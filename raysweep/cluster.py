@@ -20,11 +20,13 @@ head's ``~/ray_bootstrap_config.yaml``) and reports its node types to the runnin
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from dataclasses import dataclass, field
 
-from raysweep.config import ConfigError
+from raysweep.config import Config, ConfigError
+from raysweep.runtime import local_cpus
 from raysweep.storage import is_s3
 
 #: resources that never decide placement by themselves (present on every node)
@@ -94,13 +96,6 @@ def on_cluster() -> bool:
     return bool(os.environ.get("RAY_ADDRESS"))
 
 
-def local_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def local_gpus() -> int:
     import torch
 
@@ -146,6 +141,62 @@ def current() -> Capacity:
 
     ensure_ray()
     return cluster_capacity()
+
+
+#: Train workers run on the CPU even when they hold GPUs (e.g. ``RAYSWEEP_DEVICE=cpu`` on a test
+#: cluster whose GPU nodes are simulated); the resource request stays what the config asks for
+DEVICE_ENV = "RAYSWEEP_DEVICE"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each Train worker of a run asks for, and how it runs."""
+
+    workers: int
+    use_gpu: bool
+    cpus_per_worker: float
+    device: str | None = None  # an override of the worker's device (DEVICE_ENV)
+
+    @property
+    def bundle(self) -> dict[str, float]:
+        return {"CPU": self.cpus_per_worker, **({"GPU": 1.0} if self.use_gpu else {})}
+
+    @property
+    def threads(self) -> int:
+        """Torch threads of a worker: the CPUs it was given."""
+        return max(1, int(self.cpus_per_worker))
+
+    @property
+    def accelerator(self) -> str:
+        """Where the weights are computed (part of a pre-trained model's identity)."""
+        return "gpu" if self.use_gpu and self.device in (None, "cuda") else "cpu"
+
+    def describe(self) -> str:
+        return f"{self.workers} x {self.bundle}" + (f" (running on {self.device})" if self.device else "")
+
+
+def device_override() -> str | None:
+    """``RAYSWEEP_DEVICE`` of the command's process (read where the command starts: the processes
+    Ray runs trials in do not have the command's environment)."""
+    return os.environ.get(DEVICE_ENV) or None
+
+
+def resources_for(cfg: Config, workers: int, capacity: Capacity, drivers_cpus: float = 0.0,
+                  device: str | None = None) -> Resources:
+    """The Train workers' resources: ``pretrain.use_gpu`` and ``pretrain.cpus_per_worker`` from the
+    config; unset, GPUs when the cluster can provide any, and CPUs as an even share of this machine
+    (after ``drivers_cpus``, the sweep's trial drivers) on the embedded default, 1 on a cluster.
+    ``device``: where the workers compute (see :data:`DEVICE_ENV`); None: their GPU, else the CPU."""
+    p = cfg.pretrain
+    use_gpu = p.use_gpu if p.use_gpu is not None else capacity.most("GPU") >= 1
+    cpus = p.cpus_per_worker
+    if cpus is None:
+        if capacity.local:
+            share = (capacity.most("CPU") - drivers_cpus) / workers
+            cpus = float(math.floor(share)) if share >= 1 else max(0.1, round(share, 2))
+        else:
+            cpus = 1.0
+    return Resources(workers=workers, use_gpu=bool(use_gpu), cpus_per_worker=float(cpus), device=device)
 
 
 # ---------------------------------------------------------------------------------------- checks

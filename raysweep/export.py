@@ -30,7 +30,7 @@ import re
 import sys
 from typing import Any
 
-from raysweep.cli import main_guard, split_args
+from raysweep.cli import arguments, main_guard, split_args
 from raysweep.config import ConfigError, ModelConfig
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -153,9 +153,7 @@ def _load(model_cfg: ModelConfig, state: dict, weights: dict, uri: str):
 
 @main_guard
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__)
+    if (argv := arguments(argv, __doc__)) is None:
         return 0
     positional, options = split_args(argv, {"out": ""})
     for arg in positional:

@@ -30,82 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from raysweep.core import checkpoint
-from raysweep.cluster import Capacity
+from raysweep.cluster import Capacity, Resources, device_override, resources_for
 from raysweep.config import Config, to_dict
 from raysweep.storage import filesystem, is_s3, join
-
-#: Train workers run on the CPU even when they hold GPUs (e.g. ``RAYSWEEP_DEVICE=cpu`` on a test
-#: cluster whose GPU nodes are simulated); the resource request stays what the config asks for
-DEVICE_ENV = "RAYSWEEP_DEVICE"
-TRAIN_PLACEMENT_GROUP = "train_placement_group"  # reported, so a sweep can free it (tune.callbacks)
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What each Train worker of a run asks for, and how it runs."""
-
-    workers: int
-    use_gpu: bool
-    cpus_per_worker: float
-    device: str | None = None  # an override of the worker's device (DEVICE_ENV)
-
-    @property
-    def bundle(self) -> dict[str, float]:
-        return {"CPU": self.cpus_per_worker, **({"GPU": 1.0} if self.use_gpu else {})}
-
-    @property
-    def threads(self) -> int:
-        """Torch threads of a worker: the CPUs it was given."""
-        return max(1, int(self.cpus_per_worker))
-
-    @property
-    def accelerator(self) -> str:
-        """Where the weights are computed (part of a pre-trained model's identity)."""
-        return "gpu" if self.use_gpu and self.device in (None, "cuda") else "cpu"
-
-    def describe(self) -> str:
-        return f"{self.workers} x {self.bundle}" + (f" (running on {self.device})" if self.device else "")
-
-
-def device_override() -> str | None:
-    """``RAYSWEEP_DEVICE`` of the command's process (read where the command starts: the processes
-    Ray runs trials in do not have the command's environment)."""
-    return os.environ.get(DEVICE_ENV) or None
-
-
-def resources_for(cfg: Config, workers: int, capacity: Capacity, drivers_cpus: float = 0.0,
-                  device: str | None = None) -> Resources:
-    """The Train workers' resources: ``pretrain.use_gpu`` and ``pretrain.cpus_per_worker`` from the
-    config; unset, GPUs when the cluster can provide any, and CPUs as an even share of this machine
-    (after ``drivers_cpus``, the sweep's trial drivers) on the embedded default, 1 on a cluster.
-    ``device``: where the workers compute (see :data:`DEVICE_ENV`); None: their GPU, else the CPU."""
-    p = cfg.pretrain
-    use_gpu = p.use_gpu if p.use_gpu is not None else capacity.most("GPU") >= 1
-    cpus = p.cpus_per_worker
-    if cpus is None:
-        if capacity.local:
-            share = (capacity.most("CPU") - drivers_cpus) / workers
-            cpus = float(math.floor(share)) if share >= 1 else max(0.1, round(share, 2))
-        else:
-            cpus = 1.0
-    return Resources(workers=workers, use_gpu=bool(use_gpu), cpus_per_worker=float(cpus), device=device)
-
-
-@dataclass
-class Job:
-    """What one Train run does; the worker program reads it top to bottom."""
-
-    config: dict[str, Any]  # the resolved Config
-    model_uri: str | None  # the pre-trained model: produced (pretrain=True) or read; None: scratch
-    pretrain: bool  # pre-train (continuing from the run's latest checkpoint) and publish model_uri
-    score: bool  # transfer, extra probes, downstream scoring
-    dataset: str = ""  # pre-training data
-    num_classes: int = 0  # LPCE classes
-    dataset_images: int = 0
-    probe_every: int = 0  # quick downstream probe during pre-training (sweeps)
-    threads: int = 1
-    device: str | None = None
-
+from raysweep.worker import Job
 
 @dataclass
 class Outcome:
@@ -271,3 +199,40 @@ def release(handle) -> None:
         import ray
 
         ray.kill(handle)
+
+
+# -------------------------------------------------------------------------- the single-run commands
+
+
+def pretrain(cfg: Config, log: Callable[[str], None] = print) -> str:
+    """``python -m raysweep.pretrain``: pre-train (or reuse) the model of ``cfg``; return the
+    pre-trained model's URI, ``{storage}/pretrain/{key}``. A complete model is reused without
+    starting Ray; an interrupted run is resumed by Ray Train from its latest checkpoint."""
+    from raysweep.config import ConfigError
+    from raysweep.preflight import preflight
+
+    if cfg.pretrain.steps < 1:
+        raise ConfigError("pretrain.steps=0: nothing to pre-train; allowed: >= 1 (use score.checkpoint=none for scratch)")
+    capacity = preflight([cfg], pretrain=True, score=False)
+    outcome = run(cfg, capacity, pretrain=True, score=False, log=log, device=device_override())
+    log(f"pre-trained model {outcome.model_uri}")
+    return outcome.model_uri
+
+
+SCORE_KEYS = ("epoch", "top1", "top5", "best_top1", "train_loss")
+
+
+def score(cfg: Config, log: Callable[[str], None] = print) -> dict:
+    """``python -m raysweep.score``: fine-tune or probe ``score.checkpoint`` (or scratch); return the
+    final metrics (``top1``, ``top5``, ``best_top1``) and what was scored."""
+    from raysweep.config import ConfigError
+    from raysweep.preflight import preflight
+
+    capacity = preflight([cfg], pretrain=False, score=True)
+    outcome = run(cfg, capacity, pretrain=False, score=True, log=log, device=device_override())
+    metrics = {k: v for k, v in outcome.metrics.items() if k in SCORE_KEYS}
+    if "top1" not in metrics:
+        raise ConfigError(f"scoring reported no evaluation (score.epochs={cfg.score.epochs})")
+    s = cfg.score
+    return {**metrics, "dataset": s.dataset, "mode": s.mode, "probe_blocks": s.probe_blocks if s.mode == "linear_probe" else None,
+            "checkpoint": s.checkpoint, "model": cfg.model.name}

@@ -128,7 +128,7 @@ def check_checkpoint(cfg: Config) -> None:
 
 
 def check_resources(cfg: Config, capacity: cluster.Capacity, *, pretrain: bool, sweep: SweepConfig | None) -> None:
-    from raysweep.launch import device_override, resources_for
+    from raysweep.cluster import device_override, resources_for
 
     workers = cfg.pretrain.workers if pretrain else cfg.score.workers
     drivers = sweep.trial_cpus * sweep.max_concurrent_trials if sweep else 0.0
@@ -174,8 +174,6 @@ def check_mlflow(sweep: SweepConfig) -> None:
     takes runs. Creates nothing: a file store or SQLite database is checked through its nearest
     existing parent; a server is asked for one experiment, without retries."""
     import mlflow
-
-    from raysweep.tune.trackers import mlflow_tracking_uri
 
     uri, source = mlflow_tracking_uri(sweep)
     uri = uri or mlflow.get_tracking_uri()
@@ -239,11 +237,11 @@ def _check_mlflow_server(uri: str, what: str) -> None:
     """One request through MLflow's own client (its credentials from MLFLOW_TRACKING_*), no retries, 10 s at most."""
     from mlflow.tracking import MlflowClient
 
-    knobs = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-    saved = {key: os.environ.get(key) for key in knobs}
-    os.environ.update(knobs)
+    from raysweep.runtime import environment
+
     try:
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        with environment({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}):
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     except Exception as e:  # noqa: BLE001 - any failure here means: the sweep could not log there
         text = " ".join(str(e).split())
         status = re.search(r"error code (\d+)", text)
@@ -256,12 +254,6 @@ def _check_mlflow_server(uri: str, what: str) -> None:
             cause = re.search(r"\[Errno -?\d+\] ([^\"')]+)|(timed out|Read timed out)", text)
             reason = f"not reachable ({(cause.group(1) or cause.group(2)).strip() if cause else type(e).__name__})"
         raise ConfigError(f"{what}: {reason}") from None
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def check_wandb(what: str) -> None:
@@ -295,3 +287,12 @@ def preflight_render(cfg: Config) -> cluster.Capacity:
     cluster.check_fits(capacity, what, bundle)
     cluster.check_storage(capacity, cfg.storage)
     return capacity
+
+
+def mlflow_tracking_uri(sweep: SweepConfig) -> tuple[str | None, str]:
+    """The tracking URI the sweep will use and where it comes from (None: MLflow's default)."""
+    if sweep.mlflow_tracking_uri:
+        return sweep.mlflow_tracking_uri, "sweep.mlflow_tracking_uri"
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI"
+    return None, "MLflow's default tracking URI"

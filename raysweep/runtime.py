@@ -4,7 +4,9 @@ all start Ray here."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator, Mapping
 
 
 def ensure_ray(num_cpus: int | None = None) -> None:
@@ -21,23 +23,35 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, logging_level="warning", log_to_driver=True)
         return
-    from raysweep.cluster import local_cpus
-
     ray_private.loopback_only()
     # the dashboard (loopback) serves the State API, which Ray Train's placement-group cleaner needs.
     # Every process of this Ray is told where it is: the raylet, started by ray.init, inherits this
     # environment and hands it to every worker. It is taken out of this process's environment again,
     # so that other Rays started from here (tests) do not inherit it.
     port = ray_private.free_loopback_port()
-    env = ray_private.state_api_env(port)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with environment(ray_private.state_api_env(port)):
         ray.init(address="local", num_cpus=num_cpus or local_cpus(), include_dashboard=True, dashboard_host="127.0.0.1",
                  dashboard_port=port, logging_level="warning", log_to_driver=True)
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block, then restore what was there."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def local_cpus() -> int:
+    """The CPUs this process may use (what the embedded local Ray is started with)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -1,5 +1,5 @@
 """The one worker program: every Ray Train run raysweep launches executes :func:`worker_main` on
-each of its workers, reading its :class:`~raysweep.launch.Job` top to bottom:
+each of its workers, reading its :class:`Job` top to bottom:
 
 1. **data**: the downstream dataset (to score, or for the quick probe);
 2. **pre-train or reuse**: pre-train on this worker's share of the rendered dataset (continuing
@@ -19,6 +19,26 @@ import dataclasses
 import json
 import os
 import time
+from dataclasses import dataclass
+from typing import Any
+
+TRAIN_PLACEMENT_GROUP = "train_placement_group"  # reported, so a sweep can free it (tune.callbacks)
+
+
+@dataclass
+class Job:
+    """What one Train run does; the worker program reads it top to bottom."""
+
+    config: dict[str, Any]  # the resolved Config
+    model_uri: str | None  # the pre-trained model: produced (pretrain=True) or read; None: scratch
+    pretrain: bool  # pre-train (continuing from the run's latest checkpoint) and publish model_uri
+    score: bool  # transfer, extra probes, downstream scoring
+    dataset: str = ""  # pre-training data
+    num_classes: int = 0  # LPCE classes
+    dataset_images: int = 0
+    probe_every: int = 0  # quick downstream probe during pre-training (sweeps)
+    threads: int = 1
+    device: str | None = None
 
 
 def worker_main(config: dict) -> None:
@@ -28,7 +48,6 @@ def worker_main(config: dict) -> None:
     import torch
 
     from raysweep.core import checkpoint
-    from raysweep.launch import TRAIN_PLACEMENT_GROUP, Job
     from raysweep.config import config_from_dict
     from raysweep.core.context import RayContext
 
@@ -124,9 +143,10 @@ def _pretrain_summary(metrics: dict) -> dict:
 
 
 def _quick_probe(cfg, data, ctx):
-    from raysweep.score.fewshot import QuickProbe
+    """The quick probe (``probe_top1``): a closed-form ridge few-shot evaluator."""
+    from raysweep.score.fewshot import FewshotRidge
 
-    return QuickProbe(cfg, data, ctx.device)
+    return FewshotRidge(cfg, data, ctx.device)
 
 
 def _publish(model, state: dict, uri: str) -> None:

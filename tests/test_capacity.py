@@ -14,7 +14,7 @@ import yaml
 from raysweep.core import checkpoint
 from raysweep.cluster import Capacity, NodeType, check_fits, check_storage, node_types_of
 from raysweep.config import ConfigError, load_config
-from raysweep.launch import Resources, resources_for
+from raysweep.cluster import Resources, resources_for
 from raysweep.score.loop import shard
 
 ROOT = Path(__file__).resolve().parents[1]

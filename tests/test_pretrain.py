@@ -18,7 +18,8 @@ from raysweep.config import ConfigError, load_config
 from raysweep.dataset import load_arrays, materialize
 from raysweep.core.augment import for_pretraining
 from raysweep.pretrain.loop import lr_at, train
-from raysweep.pretrain.run import pretrain, read_checkpoint_state
+from raysweep.core.checkpoint import read_state as read_checkpoint_state
+from raysweep.launch import pretrain
 from raysweep.core.context import LocalContext
 
 TINY = [

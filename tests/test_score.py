@@ -28,7 +28,7 @@ def digits():
 @pytest.fixture(scope="module")
 def pretrained(ray_cluster, tmp_path_factory):
     """A real pre-training checkpoint (a few Ray Train steps of a tiny ViT on 1p-frac)."""
-    from raysweep.pretrain.run import pretrain
+    from raysweep.launch import pretrain
 
     storage = tmp_path_factory.mktemp("pretrained")
     cfg = load_config([*VIT, "data.L=8", "data.size=32", "data.pad=2", "data.iterations=5000", "pretrain.steps=4",

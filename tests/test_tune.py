@@ -83,6 +83,10 @@ def test_two_point_grid_produces_both_rows(ray_cluster, tmp_path):
     assert "| data.delta | downstream top-1 (%)" in md and md.count("\n| 0.") == 2
     best = yaml.safe_load((run_dir / "best.yaml").read_text())
     assert best["config"]["data"]["delta"] in (0.05, 0.2) and best["config"]["data"]["L"] == 8
+    # best.yaml names the best trial's pre-trained model (what python -m raysweep.export takes)
+    best_model = Path(best["checkpoint"])
+    assert best_model.parent == tmp_path / "runs" / "pretrain" and (best_model / "state.json").exists()
+    assert yaml.safe_load((best_model / "state.json").read_text())["config"]["data"]["delta"] == best["config"]["data"]["delta"]
     assert (run_dir / "plots" / "top1_vs_data_delta.png").read_bytes()[:4] == b"\x89PNG"
     assert list(run_dir.glob("run_trial_*/events.out.tfevents.*")), "TensorBoard logs as Tune writes them"
     for result in run_dir.glob("run_trial_*/result.json"):

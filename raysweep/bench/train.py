@@ -27,7 +27,8 @@ def run(steps: int = 80, repeats: int = 3) -> dict:
 
     from raysweep.dataset import load_arrays, materialize
     from raysweep.pretrain.loop import train
-    from raysweep.pretrain.run import pretrain, read_checkpoint_state
+    from raysweep.core.checkpoint import read_state as read_checkpoint_state
+    from raysweep.launch import pretrain
     from raysweep.core.context import LocalContext
 
     ensure_ray()  # the embedded default, as the commands start it

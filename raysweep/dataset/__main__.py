@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import sys
 
-from raysweep.cli import main_guard, split_args
+from raysweep.cli import arguments, main_guard, split_args
 from raysweep.config import ConfigError, load_config
 
 
 @main_guard
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__)
+    if (argv := arguments(argv, __doc__)) is None:
         return 0
     overrides, opts = split_args(argv, {"actors": 0})
     cfg = load_config(overrides)

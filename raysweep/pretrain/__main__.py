@@ -11,7 +11,7 @@ from raysweep.cli import config_command
 
 
 def _pretrain(cfg) -> str:
-    from raysweep.pretrain.run import pretrain
+    from raysweep.launch import pretrain
 
     return pretrain(cfg, log=lambda m: print(m, file=sys.stderr))
 

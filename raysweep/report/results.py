@@ -49,6 +49,7 @@ def trial_rows(results, experiment) -> list[dict[str, Any]]:
             value = metrics.get(column)
             row[column] = float(value) if isinstance(value, (int, float)) else None
         row["wall_seconds"] = metrics.get("time_total_s")
+        row["model_uri"] = metrics.get("model_uri")  # the pre-trained model it scored (None: scratch)
         rows.append(row)
     extra = probe_columns(rows)
     for row in rows:  # every row has every column (CSV)
@@ -160,7 +161,8 @@ def write_outputs(run_dir: str, rows: list[dict], experiment, title: str) -> Non
     done = [r for r in rows if r["status"] == "done" and r["top1"] is not None]
     if done:
         best_group = max(group_rows(done, keys), key=lambda g: g["top1_mean"])
-        best_row = next(r for r in done if all(str(r.get(k)) == str(best_group[k]) for k in keys))
+        # its best seed: the trial whose pre-trained model best.yaml names (python -m raysweep.export takes it)
+        best_row = max((r for r in done if all(str(r.get(k)) == str(best_group[k]) for k in keys)), key=lambda r: r["top1"])
         params = {k: best_row[k] for k in experiment.space}
         if experiment.variants:
             params["variant"] = next(i for i in range(len(experiment.variants)) if experiment.variant_name(i) == best_row["variant"])
@@ -169,7 +171,8 @@ def write_outputs(run_dir: str, rows: list[dict], experiment, title: str) -> Non
 
         resolved = to_dict(experiment.config_for(params))
         doc = {"top1_mean": best_group["top1_mean"], "top1_std": best_group["top1_std"], "seeds": best_group["seeds"],
-               "swept": {k: best_group[k] for k in keys}, "config": resolved}
+               "swept": {k: best_group[k] for k in keys}, "checkpoint": best_row.get("model_uri"),
+               "best_trial": {"trial": best_row["trial"], "seed": best_row["seed"], "top1": best_row["top1"]}, "config": resolved}
         atomic_write(join(run_dir, "best.yaml"), yaml.safe_dump(doc, sort_keys=False).encode())
     for key in keys:
         atomic_write(join(run_dir, "plots", f"top1_vs_{key.replace('.', '_')}.png"), plot(rows, key, keys))

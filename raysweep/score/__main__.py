@@ -18,9 +18,9 @@ from raysweep.cli import config_command
 
 
 def _score(cfg) -> str:
-    from raysweep.score.run import run_score
+    from raysweep.launch import score
 
-    return json.dumps(run_score(cfg, log=lambda m: print(m, file=sys.stderr)))
+    return json.dumps(score(cfg, log=lambda m: print(m, file=sys.stderr)))
 
 
 main = config_command(__doc__, _score)

@@ -1,5 +1,5 @@
-"""The quick probe: a cheap downstream signal during pre-training, the ridge-regression few-shot
-evaluator of big_vision (``fewshot_lsr``) in spirit. A closed-form ridge regression (no epochs)
+"""The quick probe (:class:`FewshotRidge`): a cheap downstream signal during pre-training, the
+few-shot least-squares evaluator of big_vision (``fewshot_lsr``) in spirit. A closed-form ridge regression (no epochs)
 on standardised features of the first ``score.probe_blocks`` blocks, over a fixed subset of the
 downstream dataset; its top-1 is reported as ``probe_top1``, what ASHA stops sweep trials on."""
 
@@ -15,7 +15,7 @@ from raysweep.core.inputs import model_input
 from raysweep.score.loop import standardize
 
 
-class QuickProbe:
+class FewshotRidge:
     def __init__(self, cfg: Config, data: Downstream, device: torch.device, ridge: float = 1.0):
         rng = np.random.default_rng(0)
         tr = rng.permutation(len(data.train.labels))[: cfg.sweep.probe_train]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ray.tune import Callback
 
 from raysweep.metrics import record_trial_finished, record_trial_result
-from raysweep.launch import TRAIN_PLACEMENT_GROUP
+from raysweep.worker import TRAIN_PLACEMENT_GROUP
 from raysweep.ray_private import release_placement_group
 
 

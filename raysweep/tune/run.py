@@ -81,7 +81,8 @@ def run_sweep(exp: Experiment, log=print) -> str:
     from ray import tune
 
     from raysweep import ray_private
-    from raysweep.launch import device_override, storage_args
+    from raysweep.cluster import device_override
+    from raysweep.launch import storage_args
     from raysweep.preflight import preflight
     from raysweep.report.results import trial_rows, write_outputs
     from raysweep.runtime import ensure_ray

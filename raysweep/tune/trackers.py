@@ -23,7 +23,6 @@ import functools
 from raysweep import ray_private
 from raysweep.config import to_dict
 from raysweep.config.loading import flatten
-from raysweep.config.schema import SweepConfig
 from raysweep.experiment import Experiment
 
 
@@ -47,15 +46,6 @@ def callbacks(exp: Experiment) -> list:
 
 def _trial_params(exp: Experiment, trial) -> dict[str, Any]:
     return trial_params(exp, trial.config)
-
-
-def mlflow_tracking_uri(sweep: SweepConfig) -> tuple[str | None, str]:
-    """The tracking URI the sweep will use and where it comes from (None: MLflow's default)."""
-    if sweep.mlflow_tracking_uri:
-        return sweep.mlflow_tracking_uri, "sweep.mlflow_tracking_uri"
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI"
-    return None, "MLflow's default tracking URI"
 
 
 def mlflow_experiment(exp: Experiment) -> str:
