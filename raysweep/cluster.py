@@ -182,17 +182,18 @@ def device_override() -> str | None:
 
 
 def resources_for(cfg: Config, workers: int, capacity: Capacity, drivers_cpus: float = 0.0,
-                  device: str | None = None) -> Resources:
+                  device: str | None = None, stream_cpus: float = 0.0) -> Resources:
     """The Train workers' resources: ``pretrain.use_gpu`` and ``pretrain.cpus_per_worker`` from the
     config; unset, GPUs when the cluster can provide any, and CPUs as an even share of this machine
     (after ``drivers_cpus``, the sweep's trial drivers) on the embedded default, 1 on a cluster.
-    ``device``: where the workers compute (see :data:`DEVICE_ENV`); None: their GPU, else the CPU."""
+    ``device``: where the workers compute (see :data:`DEVICE_ENV`); None: their GPU, else the CPU.
+    ``stream_cpus``: CPUs the run's Ray Data streams take beside the workers (left out of the share)."""
     p = cfg.pretrain
     use_gpu = p.use_gpu if p.use_gpu is not None else capacity.most("GPU") >= 1
     cpus = p.cpus_per_worker
     if cpus is None:
         if capacity.local:
-            share = (capacity.most("CPU") - drivers_cpus) / workers
+            share = (capacity.most("CPU") - drivers_cpus - stream_cpus) / workers
             cpus = float(math.floor(share)) if share >= 1 else max(0.1, round(share, 2))
         else:
             cpus = 1.0

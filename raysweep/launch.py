@@ -33,6 +33,7 @@ from raysweep.core import checkpoint
 from raysweep.cluster import Capacity, Resources, device_override, resources_for
 from raysweep.config import Config, to_dict
 from raysweep.storage import filesystem, is_s3, join
+from raysweep.dataset.stream import input_source, stream_cpus
 from raysweep.worker import Job
 
 @dataclass
@@ -52,14 +53,16 @@ def run(cfg: Config, capacity: Capacity, *, pretrain: bool, score: bool, probe_e
     from raysweep.runtime import ensure_ray
 
     workers = cfg.pretrain.workers if pretrain else cfg.score.workers
-    res = resources_for(cfg, workers, capacity, drivers_cpus, device)
     produce = pretrain and cfg.pretrain.steps > 0
-    model_uri, spec = cfg.score.checkpoint, None
+    model_uri, spec, source = cfg.score.checkpoint, None, "memory"
     if produce:
         from raysweep.render.spec import resolve_spec
 
         spec = resolve_spec(cfg.data)
-        model_uri = checkpoint.store_uri(cfg.storage, checkpoint.pretrain_key(cfg, spec.hash, res.accelerator))
+        source = input_source(cfg)
+    res = resources_for(cfg, workers, capacity, drivers_cpus, device, stream_cpus=stream_cpus(cfg, source, workers))
+    if produce:
+        model_uri = checkpoint.store_uri(cfg.storage, checkpoint.pretrain_key(cfg, spec.hash, res.accelerator, source))
     elif pretrain:  # steps = 0: the scratch baseline
         model_uri = None
     if produce and not score and checkpoint.is_complete(model_uri):
@@ -75,7 +78,7 @@ def run(cfg: Config, capacity: Capacity, *, pretrain: bool, score: bool, probe_e
             log(f"reusing the pre-trained model {model_uri}")
             return Outcome(checkpoint.read_state(model_uri).get("metrics", {}), model_uri, trained=False, resources=res)
         dataset = ""
-        if needs_training:
+        if needs_training and source != "render":
             from raysweep.dataset import materialize
 
             dataset = materialize(cfg.data, cfg.storage, log=log, progress=render_progress, render_resource=cfg.render_resource,
@@ -84,7 +87,7 @@ def run(cfg: Config, capacity: Capacity, *, pretrain: bool, score: bool, probe_e
             log(f"reusing the pre-trained model {model_uri}")
         job = Job(config=to_dict(cfg), model_uri=model_uri, pretrain=needs_training, score=score, dataset=dataset,
                   num_classes=spec.num_classes if spec else cfg.data.L, dataset_images=spec.num_images if spec else 0,
-                  probe_every=probe_every if produce else 0, threads=res.threads, device=res.device)
+                  probe_every=probe_every if produce else 0, threads=res.threads, device=res.device, source=source)
         kind = "trial" if pretrain and score else ("pretrain" if pretrain else "score")
         result = launch(job, res, name=run_name(kind, cfg, model_uri, probe_every), storage=cfg.storage,
                         max_failures=(cfg.pretrain if pretrain else cfg.score).max_failures,

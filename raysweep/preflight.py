@@ -130,24 +130,29 @@ def check_checkpoint(cfg: Config) -> None:
 def check_resources(cfg: Config, capacity: cluster.Capacity, *, pretrain: bool, sweep: SweepConfig | None) -> None:
     from raysweep.cluster import device_override, resources_for
 
+    from raysweep.dataset.stream import input_source, stream_cpus
+
     workers = cfg.pretrain.workers if pretrain else cfg.score.workers
     drivers = sweep.trial_cpus * sweep.max_concurrent_trials if sweep else 0.0
-    res = resources_for(cfg, workers, capacity, drivers, device_override())
+    source = input_source(cfg) if pretrain and cfg.pretrain.steps > 0 else "memory"
+    res = resources_for(cfg, workers, capacity, drivers, device_override(), stream_cpus=stream_cpus(cfg, source, workers))
     gpu = f", pretrain.use_gpu={str(res.use_gpu).lower()}"
     cluster.check_fits(capacity, f"each Train worker ({'pretrain' if pretrain else 'score'}.workers={workers}{gpu})",
                        res.bundle, count=workers)
     if sweep is not None:
         cluster.check_fits(capacity, f"each sweep trial (sweep.trial_cpus={sweep.trial_cpus:g})", {"CPU": sweep.trial_cpus})
         if not capacity.can_grow():
-            need = sweep.trial_cpus + workers * res.cpus_per_worker
+            need = sweep.trial_cpus + workers * res.cpus_per_worker + stream_cpus(cfg, source, workers)
             if need > capacity.most("CPU") + 1e-9:
                 raise ConfigError(
                     f"one sweep trial needs {need:g} CPUs at once (sweep.trial_cpus={sweep.trial_cpus:g} + "
                     f"{workers} Train workers x {res.cpus_per_worker:g}), but {capacity.describe()} has "
                     f"{capacity.most('CPU'):g}; lower sweep.trial_cpus or pretrain.cpus_per_worker")
-    if pretrain and cfg.pretrain.steps > 0 and cfg.render_resource:
-        cluster.check_fits(capacity, f"each render actor (render_resource={cfg.render_resource!r})",
-                           {"CPU": 1.0, cfg.render_resource: 1.0})
+    if pretrain and cfg.pretrain.steps > 0 and (cfg.render_resource or source == "render"):
+        actors = workers * cfg.data.stream_actors if source == "render" else 1
+        where = f"render_resource={cfg.render_resource!r}" if cfg.render_resource else "one CPU each"
+        cluster.check_fits(capacity, f"each render actor ({where})", {"CPU": 1.0, **({cfg.render_resource: 1.0} if cfg.render_resource else {})},
+                           count=actors)
 
 
 def check_trackers(sweep: SweepConfig) -> None:

@@ -39,6 +39,7 @@ class Job:
     probe_every: int = 0  # quick downstream probe during pre-training (sweeps)
     threads: int = 1
     device: str | None = None
+    source: str = "memory"  # where pre-training's images come from: memory | shards | render (launch.input_source)
 
 
 def worker_main(config: dict) -> None:
@@ -79,13 +80,17 @@ def worker_main(config: dict) -> None:
         from raysweep.dataset import load_arrays
         from raysweep.pretrain.loop import train
 
-        images, labels = load_arrays(job.dataset)
-        images = np.ascontiguousarray(images[ctx.rank :: ctx.world_size])  # this worker's share, a copy
-        labels = labels[ctx.rank :: ctx.world_size].copy()
+        images = labels = stream = None
+        if job.source == "memory":
+            images, labels = load_arrays(job.dataset)
+            images = np.ascontiguousarray(images[ctx.rank :: ctx.world_size])  # this worker's share, a copy
+            labels = labels[ctx.rank :: ctx.world_size].copy()
+        else:
+            stream = _stream(cfg, job, ctx)
         probe = _quick_probe(cfg, data, ctx) if job.probe_every and ctx.rank == 0 else None
         metrics, model, state = train(cfg, images, labels, job.num_classes, ctx, dataset_uri=job.dataset, probe=probe,
                                       probe_every=job.probe_every, resume=resume if phase == "pretrain" else None,
-                                      epoch_images=job.dataset_images)
+                                      epoch_images=job.dataset_images, stream=stream)
         del images, labels
         if ctx.rank == 0:
             _publish(model, state, job.model_uri)
@@ -135,6 +140,20 @@ def worker_main(config: dict) -> None:
     ctx.report({**result, "trial_seconds": time.perf_counter() - start, "node_id": ray.get_runtime_context().get_node_id(),
                 "worker_gpus": [str(g) for g in ray.get_gpu_ids()], "model_uri": job.model_uri,
                 "pretrained_here": pretrained_here, "finished": True}, None)
+
+
+def _stream(cfg, job, ctx):
+    """``start_step -> batches`` of this worker's stream (rendered on the fly, or read from shards)."""
+    from raysweep.config import to_dict
+    from raysweep.dataset.stream import StreamPlan, render_stream, shard_stream
+
+    plan = StreamPlan(images=job.dataset_images, instances=cfg.data.instances, seed=cfg.seed, fresh=cfg.data.fresh_instances,
+                      global_batch=cfg.pretrain.batch_size, world=ctx.world_size, rank=ctx.rank)
+    steps = cfg.pretrain.steps
+    if job.source == "render":
+        data = to_dict(cfg)["data"]
+        return lambda start: render_stream(data, plan, start, steps, cfg.data.stream_actors, cfg.render_resource)
+    return lambda start: shard_stream(job.dataset, plan, start, steps)
 
 
 def _pretrain_summary(metrics: dict) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -53,6 +54,21 @@ def test_short_finetune_on_real_cifar10_beats_chance():
                        "score.warmup_epochs=1", "score.lr=0.4"])
     result = score(cfg, load_downstream("cifar10", str(CIFAR)))
     assert result["top1"] > 18.0, result  # chance: 10% (seen: 26.5 after 3 epochs)
+
+
+def test_a_finished_scoring_run_asked_again_returns_its_result_without_evaluating(digits, tmp_path):
+    """A sweep killed after a trial's last report but before Tune recorded the trial as done resumes
+    that trial from its final checkpoint: its result stands, nothing is trained or evaluated again."""
+    from raysweep.core import checkpoint
+
+    cfg = load_config([*VIT, *QUICK, "score.dataset=digits", "score.epochs=1"])
+    saved = []
+    result = score(cfg, digits, report=lambda metrics, payload: saved.append(
+        checkpoint.save(str(tmp_path / f"c{len(saved)}"), payload["module"], payload["state"], payload["optimizer"])))
+    empty = dataclasses.replace(digits, test=dataclasses.replace(digits.test, images=digits.test.images[:0],
+                                                                   labels=digits.test.labels[:0]))
+    again = score(cfg, empty, resume=saved[-1])  # an evaluation on no test images would fail or differ
+    assert again == result
 
 
 def test_linear_probe_trains_only_the_probe(digits):

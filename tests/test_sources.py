@@ -24,7 +24,7 @@ CONFIGS = {
 OTHER = {"sigma": 4.0, "sigma_jitter": 0.05, "delta": 0.2, "L": 4, "n_maps": 3, "n_maps_max": 5, "size": 40, "pad": 5,
          "iterations": 4000, "draw": "point", "gray": 200, "fixed_map_sequence": False, "fill_threshold": 0.02,
          "max_redraws": 50, "instances": 1, "seed": 1, "image": "skimage:astronaut", "representation": "canny",
-         "warp": "elastic", "framing": "release"}
+         "warp": "elastic", "framing": "release", "materialize": False, "fresh_instances": True, "stream_actors": 2}
 
 
 def test_every_source_the_schema_allows_has_one_entry():

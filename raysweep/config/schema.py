@@ -66,6 +66,11 @@ class DataConfig:
     draw: str = "patch"  # patch (3x3 random binary mask per point) | point
     gray: int = 127  # gray level of drawn pixels on black
     fixed_map_sequence: bool = True  # same map-choice sequence for every class (the release)
+    materialize: bool = True  # false: render on the fly, streamed by Ray Data render actors into the Train
+    # workers, never written to storage (deterministic by seed, epoch and index)
+    fresh_instances: bool = False  # with materialize=false: fresh instances every epoch (new map-choice sequences
+    # and patch masks; fractal sources)
+    stream_actors: int = 1  # with materialize=false: render actors per Train worker
     framing: str = "bbox"  # bbox (the points' own bounding box) | release (the origin is fitted and drawn too,
     # patches one pixel off their points: the release's images; budget=paper)
     fill_threshold: float = 0.05  # minimum fraction of nonzero pixels of a valid image
@@ -97,6 +102,10 @@ class DataConfig:
         _at_least("data.pad", self.pad, 0)
         _choice("data.draw", self.draw, DRAW_MODES)
         _choice("data.framing", self.framing, FRAMINGS)
+        _at_least("data.stream_actors", self.stream_actors, 1)
+        if self.fresh_instances and self.materialize:
+            raise ConfigError("data.fresh_instances=true needs data.materialize=false: fresh instances are rendered on the fly, "
+                              "every epoch")
         low = min_pad(self.draw, self.framing)
         if self.pad < low:
             where = f"data.draw={self.draw}" + (f" and data.framing={self.framing}" if self.framing != "bbox" else "")
@@ -167,6 +176,8 @@ class PretrainConfig:
     cpus_per_worker: Optional[float] = None  # CPUs each Train worker asks for (its torch threads); None: on
     # the embedded default an even share of this machine's CPUs, on a cluster 1
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
+    in_memory_gb: float = 4.0  # a rendered dataset up to this size (decoded) is held in each worker's memory
+    # (the fastest for 1p-frac's L images); a larger one is streamed from its shards by Ray Data
     lr: float = 1.0e-3  # AdamW learning rate per 512 images of batch (scaled by batch_size / 512)
     min_lr: float = 1.0e-5  # cosine floor, per 512
     warmup_lr: float = 1.0e-6  # warm-up start, per 512
@@ -202,6 +213,8 @@ class PretrainConfig:
                 f"the global batch is split evenly across workers"
             )
         _choice("pretrain.precision", self.precision, ("auto", "bf16", "fp32"))
+        if not self.in_memory_gb >= 0:
+            raise ConfigError(f"pretrain.in_memory_gb={self.in_memory_gb!r} is out of range; allowed: >= 0 (0: always stream)")
         for key in ("lr", "min_lr", "warmup_lr"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"pretrain.{key}={getattr(self, key)!r} is out of range; allowed: > 0")

@@ -39,16 +39,21 @@ MODEL, OPTIMIZER, STATE = "model.pt", "optimizer.pt", "state.json"
 FORMAT = 1
 
 #: pretrain.* keys that do not change the weights (bookkeeping and resources)
-BOOKKEEPING = ("report_every", "checkpoint_every", "keep_checkpoints", "max_failures", "cpus_per_worker", "use_gpu")
+BOOKKEEPING = ("report_every", "checkpoint_every", "keep_checkpoints", "max_failures", "cpus_per_worker", "use_gpu",
+               "in_memory_gb")
 
 
-def pretrain_key(cfg: "Config", dataset_hash: str, accelerator: str) -> str:
+def pretrain_key(cfg: "Config", dataset_hash: str, accelerator: str, source: str = "memory") -> str:
     """The content address of a pre-trained model: the dataset's spec hash, the model, the
-    pre-training recipe (everything but bookkeeping), the seed, and the accelerator kind
-    (``cpu``/``gpu``: random streams and precision differ between them)."""
+    pre-training recipe (everything but bookkeeping), the seed, the accelerator kind (``cpu``/
+    ``gpu``: random streams and precision differ between them) and where its images come from
+    (``memory``: sampled on the device; ``shards``/``render``: streamed in a seeded order, the
+    latter with fresh instances or not)."""
     recipe = {k: v for k, v in dataclasses.asdict(cfg.pretrain).items() if k not in BOOKKEEPING}
     key = {"dataset": dataset_hash, "model": dataclasses.asdict(cfg.model), "pretrain": recipe, "seed": cfg.seed,
            "accelerator": accelerator}
+    if source != "memory":
+        key["input"] = source + ("+fresh" if source == "render" and cfg.data.fresh_instances else "")
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

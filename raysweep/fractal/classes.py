@@ -9,7 +9,7 @@ machine: Ray Data actors can render any subset of classes in any order.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -69,6 +69,23 @@ class FractalClasses(ABC):
         self.renderer = renderer if renderer is not None else Renderer(settings_of(cfg))
         if self.renderer.settings != settings_of(cfg):
             raise ValueError("renderer settings differ from the data config")
+        self._systems: dict[int, ClassImage] = {}  # label -> its first valid system (pixels dropped)
+
+    def _first(self, label: int) -> ClassImage:
+        """Instance 0 of class ``label``: drawn (with rejection) once, its system kept for the other
+        instances (a stream renders instances of a class in any order, many times)."""
+        self._check_label(label)
+        known = self._systems.get(label)
+        if known is not None:
+            img, _ = self._render(known.ifs, label, 0)
+            return replace(known, image=img)
+        first = self._draw_first(label)
+        self._systems[label] = replace(first, image=None)
+        return first
+
+    @abstractmethod
+    def _draw_first(self, label: int) -> ClassImage:
+        """The first valid system of class ``label`` and its image (instance 0)."""
 
     @property
     def num_classes(self) -> int:
@@ -144,14 +161,19 @@ class OnePFracClasses(FractalClasses):
         rest = [self._again(first, k) for k in range(1, self.cfg.instances)]
         return [first, *rest]
 
-    def render_instance(self, label: int, instance: int) -> ClassImage:
-        self._check_label(label)
+    def _draw_first(self, label: int) -> ClassImage:
         base = self.base.ifs
-        first = self._first_valid(
+        return self._first_valid(
             lambda attempt: perturb(base, self.cfg.delta, stream(self.cfg.seed, CLASS, label, attempt)),
             label, 0, what=f"class {label}",
         )
-        return first if instance == 0 else self._again(first, instance)
+
+    def render_instance(self, label: int, instance: int) -> ClassImage:
+        if instance == 0:
+            return self._first(label)
+        self._check_label(label)
+        first = self._systems.get(label) or self._first(label)
+        return self._again(first, instance)
 
     def _again(self, first: ClassImage, instance: int) -> ClassImage:
         """Another image of the same class: new patch masks (and map choices), same system."""
@@ -174,10 +196,15 @@ class FractalDBClasses(FractalClasses):
         first = self.render_instance(label, 0)
         return [first, *(self._instance_of(first, k) for k in range(1, self.cfg.instances))]
 
+    def _draw_first(self, label: int) -> ClassImage:
+        return self._first_valid(lambda attempt: self._category(label, attempt), label, 0, what=f"category {label}")
+
     def render_instance(self, label: int, instance: int) -> ClassImage:
+        if instance == 0:
+            return self._first(label)
         self._check_label(label)
-        first = self._first_valid(lambda attempt: self._category(label, attempt), label, 0, what=f"category {label}")
-        return first if instance == 0 else self._instance_of(first, instance)
+        first = self._systems.get(label) or self._first(label)
+        return self._instance_of(first, instance)
 
     def _instance_of(self, first: ClassImage, instance: int) -> ClassImage:
         return self._first_valid(

@@ -55,12 +55,18 @@ def working_images(images: np.ndarray, img_size: int, device: torch.device) -> t
 
 class Batches:
     """Augmented batches for steps ``start..end-1``, produced ahead by a background thread so the
-    training step never waits on augmentation (``wait_seconds`` measures any wait there is)."""
+    training step never waits on augmentation (``wait_seconds`` measures any wait there is).
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, augment: BatchAugment, batch: int,
-                 seed: int, rank: int, start: int, end: int, depth: int = 2):
+    The images come from the device (``images``/``labels`` held there: each step samples its batch
+    at random) or from a ``stream`` of uint8 numpy batches (Ray Data: rendered on the fly, or read
+    from shards), moved to the device and downscaled there."""
+
+    def __init__(self, images: torch.Tensor | None, labels: torch.Tensor | None, augment: BatchAugment, batch: int,
+                 seed: int, rank: int, start: int, end: int, depth: int = 2, stream: Iterator | None = None,
+                 img_size: int = 0, device: torch.device | None = None):
         self.images, self.labels, self.augment, self.batch = images, labels, augment, batch
-        self.seed, self.rank = seed, rank
+        self.seed, self.rank, self.stream, self.img_size = seed, rank, stream, img_size
+        self.device = device if device is not None else images.device
         self.wait_seconds = 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
@@ -68,11 +74,16 @@ class Batches:
         self._thread.start()
 
     def make(self, step: int):
-        g = step_generator(self.seed, self.rank, step, self.images.device)
+        g = step_generator(self.seed, self.rank, step, self.device)
         np.random.seed(int(g.initial_seed() % (2**32)))  # timm's Mixup draws from numpy's global RNG
-        idx = torch.randint(self.images.shape[0], (self.batch,), generator=g, device=self.images.device)
-        hard = self.labels[idx]
-        x, soft = self.augment(self.images[idx], hard, g)
+        if self.stream is None:
+            idx = torch.randint(self.images.shape[0], (self.batch,), generator=g, device=self.device)
+            images, hard = self.images[idx], self.labels[idx]
+        else:
+            pixels, classes = next(self.stream)
+            images = working_images(pixels, self.img_size, self.device)
+            hard = torch.from_numpy(np.asarray(classes, dtype=np.int64)).to(self.device)
+        x, soft = self.augment(images, hard, g)
         return x, soft, hard
 
     def _produce(self, start: int, end: int) -> None:
@@ -99,10 +110,12 @@ class Batches:
         return item
 
 
-def train(cfg: Config, images: np.ndarray, labels: np.ndarray, num_classes: int, ctx: Context, *,
+def train(cfg: Config, images: np.ndarray | None, labels: np.ndarray | None, num_classes: int, ctx: Context, *,
           dataset_uri: str = "", probe: Callable[[torch.nn.Module], float] | None = None, probe_every: int = 0,
-          resume: str | None = None, epoch_images: int | None = None) -> tuple[dict, torch.nn.Module, dict]:
-    """Pre-train ``cfg.model`` on this worker's ``images``/``labels`` (uint8, one worker's share).
+          resume: str | None = None, epoch_images: int | None = None,
+          stream: Callable[[int], Iterator] | None = None) -> tuple[dict, torch.nn.Module, dict]:
+    """Pre-train ``cfg.model`` on this worker's ``images``/``labels`` (uint8, one worker's share),
+    or on ``stream(start_step)``: this worker's batches from the step it starts at.
 
     ``probe`` (given on rank 0 only) is called with the bare model every ``probe_every`` steps and
     at the end; its value is reported as ``probe_top1`` (what ASHA stops trials on). Every rank
@@ -129,9 +142,13 @@ def train(cfg: Config, images: np.ndarray, labels: np.ndarray, num_classes: int,
     warmup = int(round(p.warmup_epochs * steps_per_epoch))
     bf16 = device.type == "cuda" and p.precision in ("auto", "bf16") or p.precision == "bf16"
     augment = for_pretraining(p, cfg.model.img_size, num_classes)
-    x_all = working_images(images, cfg.model.img_size, device)
-    y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
-    batches = Batches(x_all, y_all, augment, local_batch, cfg.seed, ctx.rank, start, p.steps)
+    if stream is None:
+        x_all = working_images(images, cfg.model.img_size, device)
+        y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
+        batches = Batches(x_all, y_all, augment, local_batch, cfg.seed, ctx.rank, start, p.steps)
+    else:
+        batches = Batches(None, None, augment, local_batch, cfg.seed, ctx.rank, start, p.steps, stream=stream(start),
+                          img_size=cfg.model.img_size, device=device)
     groups = checkpoint.param_groups(bare, optimizer)
 
     def state_of(metrics: dict) -> dict:

@@ -435,6 +435,12 @@ class RealImageClasses:
         """Draw ``attempt`` of class ``label``'s warp."""
         return draw_warp(self.cfg.warp, self.cfg.delta, stream(self.cfg.seed, REAL_WARP, label, attempt))
 
+    def render_instance(self, label: int, instance: int) -> RealClassImage:
+        """The image of class ``label``: every instance is the class's one warp (a real image has no
+        per-instance randomness), so fresh instances of a stream repeat it."""
+        (image,) = self.render_class(label)
+        return image
+
     def render_class(self, label: int) -> list[RealClassImage]:
         """The one image of class ``label`` (real sources have one instance per class)."""
         if not 0 <= label < self.cfg.L:

@@ -159,6 +159,10 @@ def _fit(cfg: Config, module: torch.nn.Module, optimizer, step_loss, n_local: in
     if resume:
         state = checkpoint.resume(resume, module, optimizer, ctx.device)
         start_epoch, best = int(state["epoch"]), float(state["metrics"].get("best_top1", 0.0))
+        if start_epoch >= s.epochs and "top1" in state["metrics"]:
+            # a finished run asked again (a sweep killed after the trial's last report, before Tune
+            # recorded it as done): its result stands, nothing is trained or evaluated again
+            return dict(state["metrics"])
     wrapped = ctx.prepare(module)
     local_batch = s.batch_size // ctx.world_size
     steps_per_epoch = max(1, math.ceil(n_local / local_batch))
@@ -187,7 +191,7 @@ def _fit(cfg: Config, module: torch.nn.Module, optimizer, step_loss, n_local: in
                 state = {"phase": "score", "epoch": epoch + 1, "metrics": metrics, "config": to_dict(cfg), "mode": s.mode,
                          "module": "probe" if not train_mode else "model"}
                 report(metrics, {"module": module, "optimizer": optimizer, "state": state})
-    if not metrics:  # no epochs to run (epochs=0, or a finished run asked again): evaluate as is
+    if not metrics:  # no epochs to run (epochs=0): evaluate as is
         wrapped.eval()
         top1, top5 = evaluate()
         metrics = {"epoch": start_epoch, "top1": top1, "top5": top5, "best_top1": max(best, top1), **extra}
