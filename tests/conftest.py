@@ -10,6 +10,7 @@ import http.server
 import os
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -104,6 +105,21 @@ def http_root(tmp_path, no_proxy):
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-subset"
+
+
+@pytest.fixture(scope="session")
+def cifar_imagefolder(tmp_path_factory) -> Path:
+    """The CIFAR-10 subset in ../shared written out as an ImageFolder of JPEGs (ImageNet layout:
+    train/<class>/*.jpg, val/<class>/*.jpg): 5,000 train and 1,102 val images. Skips without ../shared."""
+    from shared_material import skip_unless_shared
+
+    skip_unless_shared(SHARED_CIFAR, "the CIFAR-10 subset")
+    from raysweep.score.datasets import load_downstream, write_imagefolder
+
+    return Path(write_imagefolder(load_downstream("cifar10", str(SHARED_CIFAR)), tmp_path_factory.mktemp("if") / "cifar"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -460,3 +460,20 @@ def test_resize_batch_shapes_range_and_dtype():
     assert tuple(resize_batch(imgs[:0], 16).shape) == (0, 3, 16, 16)
     with pytest.raises(ValueError):
         resize_batch(imgs.astype(np.float32), 16)
+
+
+def test_write_imagefolder_round_trips_the_cifar_subset(cifar_imagefolder):
+    """The ImageNet-layout fixture: every image of the subset, in its class folder, as a JPEG that
+    decodes close to the original (JPEG at quality 95)."""
+    from tests.conftest import SHARED_CIFAR
+
+    cifar = load_downstream("cifar10", str(SHARED_CIFAR))
+    tree = load_downstream("imagefolder", str(cifar_imagefolder))
+    assert tree.class_names == cifar.class_names
+    assert (len(tree.train), len(tree.test)) == (len(cifar.train), len(cifar.test)) == (5085, 1017)
+    # the folder reads class by class: compare each class's images as sets of files in order
+    for split_tree, split_cifar in ((tree.train, cifar.train), (tree.test, cifar.test)):
+        order = np.argsort(split_cifar.labels, kind="stable")
+        assert (split_tree.labels == split_cifar.labels[order]).all()
+        err = np.abs(split_tree.images.astype(np.int16) - split_cifar.images[order].astype(np.int16))
+        assert err.mean() < 4.0, err.mean()

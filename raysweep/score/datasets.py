@@ -484,6 +484,29 @@ def _decode_split(files: dict[str, list[str]], classes: list[str], hw: tuple[int
     return Split(np.stack(images), np.asarray(labels, dtype=np.int64))
 
 
+def write_imagefolder(data: Downstream, out: str | os.PathLike, *, limit: int | None = None, quality: int = 95) -> str:
+    """Write ``data`` as an ImageFolder of JPEGs (``out/train/<class>/<i>.jpg``, ``out/val/...``):
+    the ImageNet layout, e.g. from the CIFAR-10 subset for tests, benchmarks and small defaults.
+    ``limit``: at most that many training images (the first ones; val whole). Atomic: the tree is
+    written beside ``out`` and renamed into place. Returns ``out``."""
+    from PIL import Image
+
+    out = Path(out)
+    if out.exists():
+        raise ConfigError(f"out={str(out)!r} exists; give a new directory")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for split, name, n in ((data.train, "train", limit), (data.test, "val", None)):
+            for i in range(len(split) if n is None else min(n, len(split))):
+                folder = tmp / name / data.class_names[int(split.labels[i])]
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(split.images[i]).save(folder / f"{i:07d}.jpg", quality=quality)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(out)
+
+
 # ---------------------------------------------------------------------------------------------- digits
 
 
@@ -550,3 +573,16 @@ def _why(exc: BaseException) -> str:
     return storage._reason(exc)  # noqa: SLF001 - the project's one mapping of storage errors to words
 
 
+
+
+if __name__ == "__main__":  # python -m raysweep.score.datasets imagefolder DATASET DATA_ROOT OUT [LIMIT]
+    import sys
+
+    args = sys.argv[1:]
+    if len(args) not in (4, 5) or args[0] != "imagefolder":
+        sys.exit("usage: python -m raysweep.score.datasets imagefolder DATASET DATA_ROOT OUT [LIMIT]  "
+                 "(e.g. imagefolder cifar10 ../shared/data/cifar10-subset /tmp/cifar-if)")
+    try:
+        print(write_imagefolder(load_downstream(args[1], args[2]), args[3], limit=int(args[4]) if len(args) == 5 else None))
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")
