@@ -113,7 +113,7 @@ SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar1
 @pytest.fixture(scope="session")
 def cifar_imagefolder(tmp_path_factory) -> Path:
     """The CIFAR-10 subset in ../shared written out as an ImageFolder of JPEGs (ImageNet layout:
-    train/<class>/*.jpg, val/<class>/*.jpg): 5,000 train and 1,102 val images. Skips without ../shared."""
+    train/<class>/*.jpg, val/<class>/*.jpg): 5,085 train and 1,017 val images. Skips without ../shared."""
     from shared_material import skip_unless_shared
 
     skip_unless_shared(SHARED_CIFAR, "the CIFAR-10 subset")
