@@ -66,7 +66,7 @@ def worker_main(config: dict) -> None:
     if job.score or job.probe_every:
         from raysweep.score.datasets import load_downstream
 
-        data = load_downstream(cfg.score.dataset, cfg.score.data_root)
+        data = load_downstream(cfg.score.dataset, cfg.score.data_root, in_memory_gb=cfg.score.in_memory_gb)
 
     # 2. pre-train, or reuse
     summary: dict = {}

@@ -106,6 +106,31 @@ def test_multi_node_sweep_renders_on_render_nodes(ray_cluster, tmp_path, monkeyp
         cluster.shutdown()
 
 
+def test_on_the_fly_fractaldb_pretrains_on_two_workers_fed_by_render_actors(ray_cluster, tmp_path, monkeypatch):
+    """The pre-training command with FractalDB never written to storage: 2 Train workers on the head,
+    each fed by a render actor on the render node; the loss falls."""
+    cluster, (render_node,) = _cluster(monkeypatch, 1, {"num_cpus": 2, "resources": {"render": 2}})
+    try:
+        storage = tmp_path / "runs"
+        args = ["data.source=fractaldb", "data.L=4", "data.instances=2", "data.size=32", "data.pad=2",
+                "data.iterations=4000", "data.materialize=false", "render_resource=render", "pretrain.workers=2",
+                "pretrain.cpus_per_worker=0.5", "pretrain.batch_size=32", "pretrain.steps=60", "pretrain.report_every=20",
+                "pretrain.checkpoint_every=20", "model.name=resnet10t", "model.img_size=32", "model.drop_path=0",
+                "pretrain.randaugment=", "pretrain.reprob=0", "pretrain.mixup=0", "pretrain.cutmix=0",
+                "pretrain.crop_scale_min=1.0", "pretrain.vflip=0", "pretrain.lr=0.004", "pretrain.warmup_epochs=0",
+                f"storage={storage}", "name=otf"]
+        env = {**os.environ, "RAY_ADDRESS": cluster.address}
+        proc = subprocess.run([sys.executable, "-m", "raysweep.pretrain", *args], capture_output=True, text=True,
+                              timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        states = [json.loads(Path(p).read_text()) for p in glob.glob(str(storage / "train" / "pretrain-*" / "checkpoint_*" / "state.json"))]
+        losses = [s["metrics"]["loss"] for s in sorted(states, key=lambda s: s["step"])]
+        assert len(losses) >= 2 and losses[-1] < 0.8 * losses[0], losses
+        assert not (storage / "datasets").exists(), "an on-the-fly dataset is never written"
+    finally:
+        cluster.shutdown()
+
+
 def _registered_checkpoints(trials: Path) -> list[str]:
     names = []
     for path in glob.glob(str(trials / "*" / "checkpoint_manager_snapshot.json")):

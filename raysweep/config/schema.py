@@ -260,9 +260,14 @@ class ScoreConfig:
     eval_every: int = 1  # epochs between evaluations on the held-out split
     workers: int = 1
     max_failures: int = 3
+    # an ImageFolder up to this size (decoded) is held in memory; a larger one (ImageNet) is streamed
+    # through Ray Data every epoch (read, decoded and resized by CPU tasks)
+    in_memory_gb: float = 4.0
 
     def __post_init__(self) -> None:
         _choice("score.dataset", self.dataset, SCORE_DATASETS)
+        if not self.in_memory_gb >= 0:
+            raise ConfigError(f"score.in_memory_gb={self.in_memory_gb!r} is out of range; allowed: >= 0 (0: always stream an ImageFolder)")
         _choice("score.mode", self.mode, SCORE_MODES)
         _at_least("score.probe_blocks", self.probe_blocks, 1)
         for k in self.extra_probes:

@@ -31,6 +31,7 @@ STREAM_SALT = 0x5EED_57E4  # separates stream permutations from every other rand
 ITEMS_PER_BLOCK = 256
 RENDER_BATCH = 32
 SEGMENT_ITEMS = 1 << 17  # items per Ray Data execution (a long run chains executions)
+FILES_PER_BLOCK = 64  # downstream image files per block (and per decoding batch)
 
 
 def input_source(cfg) -> str:
@@ -195,17 +196,49 @@ def shard_stream(dataset_uri: str, plan: StreamPlan, start_step: int, steps: int
     yield from _batches(segment, lb, start_step, steps)
 
 
+# ------------------------------------------------------------------- downstream image files
+
+
+def file_stream(split, indices: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The images ``split.uris[indices]`` of a :class:`~raysweep.score.datasets.FileSplit`, in that
+    order, as (uint8 ``(n, H, W, 3)`` images, labels, valid) batches of ``batch_size`` (the last
+    one shorter): read, decoded and resized by Ray Data tasks (one CPU each), one execution per
+    call (an epoch, an evaluation)."""
+    import pyarrow as pa
+    import ray.data
+
+    from raysweep.score.datasets import decode_rows
+
+    _ordered()
+    uris = np.asarray(split.uris, dtype=object)[indices]
+    labels = np.asarray(split.labels)[indices]
+    blocks = [pa.table({"uri": pa.array(list(uris[lo : lo + FILES_PER_BLOCK]), pa.string()),
+                        "label": labels[lo : lo + FILES_PER_BLOCK]}) for lo in range(0, len(uris), FILES_PER_BLOCK)]
+    if not blocks:
+        return
+    data = ray.data.from_arrow(blocks).map_batches(decode_rows, fn_kwargs={"hw": tuple(split.hw), "root": split.root},
+                                                   batch_size=FILES_PER_BLOCK, batch_format="numpy", num_cpus=1)
+    for batch in data.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=4, drop_last=False):
+        yield batch["image"], batch["label"], batch["valid"]
+
+
 # ---------------------------------------------------------------------------------------- common
+
+
+def _ordered() -> None:
+    """This process's Ray Data executions keep the order of their input (resumable, the same every
+    run) and print nothing per execution."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
 
 
 def _batches(segment, local_batch: int, start_step: int, steps: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Chain Ray Data executions of at most SEGMENT_ITEMS items into batches of ``local_batch``."""
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True  # the order is the stream's: resumable, the same every run
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
+    _ordered()
     per_segment = max(1, SEGMENT_ITEMS // local_batch)
     step = start_step
     while step < steps:

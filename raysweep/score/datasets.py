@@ -59,16 +59,46 @@ class Split:
         return int(self.labels.shape[0])
 
 
+    def take(self, idx) -> tuple[np.ndarray, np.ndarray]:
+        """(images, labels) of the rows ``idx``."""
+        return self.images[idx], self.labels[idx]
+
+
+@dataclass
+class FileSplit:
+    """A split too large to hold in memory (``score.in_memory_gb``): its images' URIs and labels,
+    decoded when they are needed, by Ray Data tasks (:func:`raysweep.dataset.stream.file_stream`)
+    or, for a few, in process (:meth:`take`). An image that does not decode is skipped: delivered
+    as zeros with ``valid`` false, and counted."""
+
+    uris: list[str]
+    labels: np.ndarray
+    hw: tuple[int, int]
+    root: str
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def take(self, idx) -> tuple[np.ndarray, np.ndarray]:
+        rows = decode_rows({"uri": np.asarray(self.uris, dtype=object)[idx], "label": self.labels[idx]}, self.hw, self.root)
+        return rows["image"], rows["label"]
+
+
 @dataclass
 class Downstream:
     name: str
-    train: Split
-    test: Split
+    train: Split | FileSplit
+    test: Split | FileSplit
     num_classes: int
     class_names: list[str]
 
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.train, FileSplit)
 
-def load_downstream(name: str, data_root: str | None = None, *, size: int | tuple[int, int] | None = None) -> Downstream:
+
+def load_downstream(name: str, data_root: str | None = None, *, size: int | tuple[int, int] | None = None,
+                    in_memory_gb: float | None = None) -> Downstream:
     """The downstream dataset ``name`` (one of ``SCORE_DATASETS``) from ``data_root``.
 
     ``data_root``: for cifar10/cifar100 a directory (local or ``s3://``), or ``None`` to download
@@ -81,7 +111,7 @@ def load_downstream(name: str, data_root: str | None = None, *, size: int | tupl
     if name in _CIFAR:
         return load_cifar(name, data_root if data_root is not None else download_cifar(name))
     if name == "imagefolder":
-        return load_imagefolder(data_root, size=size)
+        return load_imagefolder(data_root, size=size, in_memory_gb=in_memory_gb)
     if name == "digits":
         return load_digits()
     raise ConfigError(f"score.dataset={name!r} is not allowed; choose one of: {', '.join(SCORE_DATASETS)}")
@@ -338,18 +368,26 @@ def _extract(archive: Path, url: str, cache: Path, layout: _CifarLayout) -> None
 # ---------------------------------------------------------------------------------------------- imagefolder
 
 
-def load_imagefolder(data_root: str | None, size: int | tuple[int, int] | None = None) -> Downstream:
+def load_imagefolder(data_root: str | None, size: int | tuple[int, int] | None = None,
+                     in_memory_gb: float | None = None) -> Downstream:
     """``data_root/train/<class>/<images>`` and ``data_root/val/`` (or ``test/``), local or ``s3://``.
 
     Classes are the subdirectory names, sorted; both splits must have the same ones. Images
-    (png/jpg/jpeg/bmp/webp, any case, found recursively under each class) are decoded to RGB and
-    resized (bicubic) to ``size`` (int or ``(height, width)``), by default the first image's size.
+    (png/jpg/jpeg/bmp/webp, any case, found recursively under each class; other files are not
+    images of the dataset) are decoded to RGB and resized (bicubic) to ``size`` (int or
+    ``(height, width)``), by default the first image's size. Decoded larger than ``in_memory_gb``
+    (None: no limit), the splits are :class:`FileSplit` s, streamed; else decoded here, and an
+    image that does not decode is a one-line error.
     """
     hw = _parse_size(size)
     root, classes, train_files, test_files = _imagefolder_layout(data_root)
     if hw is None:
         first = _decode_image(train_files[classes[0]][0], root)
         hw = (first.height, first.width)
+    count = sum(len(f) for f in train_files.values()) + sum(len(f) for f in test_files.values())
+    if in_memory_gb is not None and count * hw[0] * hw[1] * 3 > in_memory_gb * 2**30:
+        train, test = (FileSplit(*_file_list(files, classes), hw, root) for files in (train_files, test_files))
+        return Downstream("imagefolder", train, test, len(classes), classes)
     train = _decode_split(train_files, classes, hw, root)
     test = _decode_split(test_files, classes, hw, root)
     return Downstream("imagefolder", train, test, len(classes), classes)
@@ -468,6 +506,37 @@ def _decode_image(uri: str, root: str):
             return im.convert("RGB")
     except Exception as exc:  # UnidentifiedImageError, truncated files, decompression bombs, ...
         raise ConfigError(f"score.data_root={root!r}: cannot decode image {uri} ({type(exc).__name__}: {brief(exc)}); remove or replace it") from None
+
+
+def _file_list(files: dict[str, list[str]], classes: list[str]) -> tuple[list[str], np.ndarray]:
+    """(URIs, labels) class by class, in the order the in-memory path decodes them."""
+    uris = [uri for name in classes for uri in files[name]]
+    labels = np.concatenate([np.full(len(files[name]), label, dtype=np.int64) for label, name in enumerate(classes)])
+    return uris, labels
+
+
+def decode_rows(batch: dict[str, np.ndarray], hw: tuple[int, int], root: str) -> dict[str, np.ndarray]:
+    """Rows ``{"uri", "label"}`` -> ``{"image": uint8 (n, H, W, 3), "label", "valid"}``: each image
+    read, decoded to RGB and resized (bicubic) to ``hw`` as the in-memory path does. One that does
+    not decode (corrupt, truncated, not an image) is zeros with ``valid`` false; one that cannot
+    be read (storage unreachable) is an error."""
+    from PIL import Image
+
+    n = len(batch["uri"])
+    images = np.zeros((n, hw[0], hw[1], 3), dtype=np.uint8)
+    valid = np.ones(n, dtype=bool)
+    for i, uri in enumerate(batch["uri"]):
+        try:
+            im = _decode_image(str(uri), root)
+        except ConfigError as exc:
+            if "cannot decode" not in str(exc):
+                raise
+            valid[i] = False
+            continue
+        if (im.height, im.width) != hw:
+            im = im.resize((hw[1], hw[0]), Image.Resampling.BICUBIC)
+        images[i] = np.asarray(im, dtype=np.uint8)
+    return {"image": images, "label": np.asarray(batch["label"], dtype=np.int64), "valid": valid}
 
 
 def _decode_split(files: dict[str, list[str]], classes: list[str], hw: tuple[int, int], root: str) -> Split:

@@ -21,10 +21,9 @@ class FewshotRidge:
         tr = rng.permutation(len(data.train.labels))[: cfg.sweep.probe_train]
         te = rng.permutation(len(data.test.labels))[: cfg.sweep.probe_test]
         size = cfg.model.img_size
-        self.x_train = model_input(data.train.images[tr], size, device)
-        self.x_test = model_input(data.test.images[te], size, device)
-        self.y_train = torch.from_numpy(data.train.labels[tr]).to(device)
-        self.y_test = torch.from_numpy(data.test.labels[te]).to(device)
+        (x_train, y_train), (x_test, y_test) = data.train.take(tr), data.test.take(te)
+        self.x_train, self.x_test = model_input(x_train, size, device), model_input(x_test, size, device)
+        self.y_train, self.y_test = torch.from_numpy(y_train).to(device), torch.from_numpy(y_test).to(device)
         self.classes, self.blocks, self.ridge = data.num_classes, cfg.score.probe_blocks, ridge
 
     @torch.no_grad()

@@ -11,7 +11,7 @@ never reads a tensor back to the host.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from raysweep.core.context import LocalContext
 from raysweep.core.inputs import model_input
 from raysweep.core.schedule import cosine_lr, scaled, step_generator
 from raysweep.score.backbone import build_model, check_probe_blocks, probe_features
-from raysweep.score.datasets import Downstream
+from raysweep.score.datasets import Downstream, FileSplit
 
 EVAL_BATCH = 256
 Report = Callable[[dict, "dict | None"], None]
@@ -43,17 +43,41 @@ def _all_reduce(values: list[float], ctx) -> list[float]:
     return t.tolist()
 
 
+def array_batches(split, indices: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, None]]:
+    """Rows ``indices`` of an in-memory split as (images, labels, valid=None) batches."""
+    for i in range(0, len(indices), batch_size):
+        yield *split.take(indices[i : i + batch_size]), None
+
+
+def batches(split, indices: np.ndarray, batch_size: int):
+    """Rows ``indices`` of ``split`` in order as (uint8 ``(n, H, W, 3)`` images, labels, valid)
+    batches: sliced from memory, or streamed through Ray Data for a :class:`FileSplit` (``valid``:
+    None when every image decoded, else a bool mask; an image that did not decode is zeros)."""
+    if isinstance(split, FileSplit):
+        from raysweep.dataset.stream import file_stream
+
+        return ((x, y, None if v.all() else v) for x, y, v in file_stream(split, indices, batch_size))
+    return array_batches(split, indices, batch_size)
+
+
 @torch.no_grad()
-def evaluate(forward, images: np.ndarray, labels: np.ndarray, size: int, num_classes: int, ctx) -> tuple[float, float]:
-    """top-1 and top-5 (percent) of ``forward`` on this rank's slice, summed over ranks (one collective)."""
-    hits = torch.zeros(2, dtype=torch.float64, device=ctx.device)
-    for i in range(0, len(labels), EVAL_BATCH):
-        x = model_input(images[i : i + EVAL_BATCH], size, ctx.device)
-        y = torch.from_numpy(labels[i : i + EVAL_BATCH]).to(ctx.device)
+def evaluate(forward, split, size: int, num_classes: int, ctx) -> tuple[float, float, int]:
+    """top-1 and top-5 (percent) of ``forward`` on this rank's share of ``split``, summed over ranks
+    (one collective), and the images skipped because they did not decode."""
+    hits = torch.zeros(3, dtype=torch.float64, device=ctx.device)
+    mine = np.arange(ctx.rank, len(split), ctx.world_size)
+    for images, labels, valid in batches(split, mine, EVAL_BATCH):
+        x = model_input(images, size, ctx.device)
+        y = torch.from_numpy(labels).to(ctx.device)
         top = forward(x).topk(min(5, num_classes), dim=-1).indices
-        hits += torch.stack([(top[:, 0] == y).sum(), (top == y[:, None]).any(-1).sum()]).double()
-    c1, c5, n = _all_reduce([*hits.tolist(), float(len(labels))], ctx)
-    return 100.0 * c1 / max(n, 1), 100.0 * c5 / max(n, 1)
+        h = torch.stack([top[:, 0] == y, (top == y[:, None]).any(-1)]).double()
+        if valid is not None:
+            h = h * torch.from_numpy(valid).to(ctx.device)
+            hits[2] += float((~valid).sum())
+        hits[:2] += h.sum(1)
+    c1, c5, skipped = _all_reduce([*hits.tolist()], ctx)
+    n = _all_reduce([float(len(mine))], ctx)[0] - skipped
+    return 100.0 * c1 / max(n, 1), 100.0 * c5 / max(n, 1), int(skipped)
 
 
 def score(cfg: Config, data: Downstream, ctx=None, *, report: Report | None = None, resume: str | None = None) -> dict:
@@ -76,18 +100,36 @@ def finetune(cfg: Config, model: torch.nn.Module, data: Downstream, ctx=None, *,
     optimizer = timm.optim.create_optimizer_v2(bare, opt="momentum", lr=scaled(s.lr, s.batch_size),
                                                weight_decay=s.weight_decay, momentum=s.momentum)
     mine = shard(len(data.train), ctx.rank, ctx.world_size)
-    images = torch.from_numpy(data.train.images[mine]).permute(0, 3, 1, 2).contiguous().to(ctx.device)
-    labels = torch.from_numpy(data.train.labels[mine]).to(ctx.device)
     augment = for_finetuning(s, size, num_classes)
-    test_x, test_y = data.test.images[ctx.rank :: ctx.world_size], data.test.labels[ctx.rank :: ctx.world_size]
+    local_batch = s.batch_size // ctx.world_size
+    skipped = [0]
+    if data.streamed:  # read, decoded and resized by Ray Data tasks, this rank's share once per epoch
+        def epoch_batches(order: torch.Tensor):
+            skipped[0] = 0
+            for x, y, valid in batches(data.train, mine[order.numpy()], local_batch):
+                skipped[0] += 0 if valid is None else int((~valid).sum())
+                yield (torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(ctx.device), torch.from_numpy(y).to(ctx.device),
+                       None if valid is None else torch.from_numpy(valid).to(ctx.device))
+    else:  # held on the device, sliced
+        images, labels = data.train.take(mine)
+        images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(ctx.device)
+        labels = torch.from_numpy(labels).to(ctx.device)
 
-    def step_loss(module, idx: torch.Tensor, step: int) -> torch.Tensor:
-        x, soft = augment(images[idx], labels[idx], step_generator(cfg.seed, ctx.rank, step, ctx.device))
-        return torch.sum(-soft * F.log_softmax(module(x), dim=-1), dim=-1).mean()
+        def epoch_batches(order: torch.Tensor):
+            for idx in order.to(ctx.device).split(local_batch):
+                yield images[idx], labels[idx], None
 
-    return _fit(cfg, bare, optimizer, step_loss, len(mine), peak=scaled(s.lr, s.batch_size), warmup_epochs=s.warmup_epochs,
-                evaluate=lambda: evaluate(bare, test_x, test_y, size, num_classes, ctx), ctx=ctx, report=report,
-                resume=resume, train_mode=True)
+    def step_loss(module, batch, step: int) -> torch.Tensor:
+        x, y, valid = batch
+        x, soft = augment(x, y, step_generator(cfg.seed, ctx.rank, step, ctx.device))
+        loss = torch.sum(-soft * F.log_softmax(module(x), dim=-1), dim=-1)
+        if valid is None:
+            return loss.mean()
+        return (loss * valid).sum() / valid.sum().clamp(min=1)  # images that did not decode weigh nothing
+
+    return _fit(cfg, bare, optimizer, step_loss, epoch_batches, len(mine), peak=scaled(s.lr, s.batch_size),
+                warmup_epochs=s.warmup_epochs, evaluate=lambda: evaluate(bare, data.test, size, num_classes, ctx), ctx=ctx,
+                report=report, resume=resume, train_mode=True, train_skipped=lambda: skipped[0])
 
 
 def linear_probe(cfg: Config, model: torch.nn.Module, data: Downstream, ctx=None, *, report: Report | None = None,
@@ -101,40 +143,54 @@ def linear_probe(cfg: Config, model: torch.nn.Module, data: Downstream, ctx=None
         p.requires_grad_(False)
 
     @torch.no_grad()
-    def features(images: np.ndarray) -> torch.Tensor:
-        return torch.cat([probe_features(backbone, model_input(images[i : i + EVAL_BATCH], size, ctx.device), s.probe_blocks)
-                          for i in range(0, len(images), EVAL_BATCH)])
+    def features(split, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Features, labels and (when an image did not decode) a validity mask of rows ``indices``."""
+        f, y, v = [], [], []
+        for images, labels, valid in batches(split, indices, EVAL_BATCH):
+            f.append(probe_features(backbone, model_input(images, size, ctx.device), s.probe_blocks))
+            y.append(torch.from_numpy(labels))
+            v.append(torch.ones(len(labels), dtype=torch.bool) if valid is None else torch.from_numpy(valid))
+        mask = torch.cat(v)
+        return torch.cat(f), torch.cat(y).to(ctx.device), None if bool(mask.all()) else mask.to(ctx.device)
 
     mine = shard(len(data.train), ctx.rank, ctx.world_size)
-    f_train = features(data.train.images[mine])
-    f_test = features(data.test.images[ctx.rank :: ctx.world_size])
-    f_train, f_test = standardize(f_train, f_test, ctx)
-    y_train = torch.from_numpy(data.train.labels[mine]).to(ctx.device)
-    y_test = torch.from_numpy(data.test.labels[ctx.rank :: ctx.world_size]).to(ctx.device)
+    f_train, y_train, w_train = features(data.train, mine)
+    f_test, y_test, w_test = features(data.test, np.arange(ctx.rank, len(data.test), ctx.world_size))
+    f_train, f_test = standardize(f_train, f_test, ctx, w_train)
     torch.manual_seed(cfg.seed)
     probe = torch.nn.Linear(f_train.shape[1], num_classes).to(ctx.device)
     optimizer = torch.optim.SGD(probe.parameters(), lr=scaled(s.probe_lr, s.batch_size), momentum=s.momentum, weight_decay=0.0)
 
+    local_batch = s.batch_size // ctx.world_size
+
+    def epoch_batches(order: torch.Tensor):
+        yield from order.to(ctx.device).split(local_batch)
+
     def step_loss(module, idx: torch.Tensor, step: int) -> torch.Tensor:
-        return F.cross_entropy(module(f_train[idx]), y_train[idx])
+        if w_train is None:
+            return F.cross_entropy(module(f_train[idx]), y_train[idx])
+        w = w_train[idx].float()  # images that did not decode weigh nothing
+        return (F.cross_entropy(module(f_train[idx]), y_train[idx], reduction="none") * w).sum() / w.sum().clamp(min=1)
 
     @torch.no_grad()
-    def probe_eval() -> tuple[float, float]:
+    def probe_eval() -> tuple[float, float, int]:
         top = probe(f_test).topk(min(5, num_classes), dim=-1).indices
-        hits = torch.stack([(top[:, 0] == y_test).sum(), (top == y_test[:, None]).any(-1).sum()]).double()
-        c1, c5, n = _all_reduce([*hits.tolist(), float(len(y_test))], ctx)
-        return 100.0 * c1 / max(n, 1), 100.0 * c5 / max(n, 1)
+        h = torch.stack([top[:, 0] == y_test, (top == y_test[:, None]).any(-1)]).double()
+        valid = torch.ones_like(y_test, dtype=torch.float64) if w_test is None else w_test.double()
+        c1, c5, n = _all_reduce([*(h * valid).sum(1).tolist(), float(valid.sum())], ctx)
+        return 100.0 * c1 / max(n, 1), 100.0 * c5 / max(n, 1), int(_all_reduce([float(len(y_test))], ctx)[0] - n)
 
-    result = _fit(cfg, probe, optimizer, step_loss, len(mine), peak=scaled(s.probe_lr, s.batch_size),
+    result = _fit(cfg, probe, optimizer, step_loss, epoch_batches, len(mine), peak=scaled(s.probe_lr, s.batch_size),
                   warmup_epochs=min(s.warmup_epochs, s.epochs / 10), evaluate=probe_eval, ctx=ctx, report=report,
-                  resume=resume, train_mode=False, extra={"feature_dim": int(f_train.shape[1])})
+                  resume=resume, train_mode=False, extra={"feature_dim": int(f_train.shape[1])},
+                  train_skipped=lambda: 0 if w_train is None else int((~w_train).sum()))
     return result
 
 
-def standardize(f_train: torch.Tensor, f_test: torch.Tensor, ctx=None) -> tuple[torch.Tensor, torch.Tensor]:
+def standardize(f_train: torch.Tensor, f_test: torch.Tensor, ctx=None, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Standardise features by the training set's mean and (unbiased) std, over all ranks' shares
-    (a BatchNorm without affine)."""
-    f = f_train.double()
+    (a BatchNorm without affine); rows with ``valid`` false are left out of the moments."""
+    f = f_train.double() if valid is None else f_train.double()[valid]
     moments = torch.cat([f.sum(0), (f * f).sum(0), torch.tensor([float(len(f))], dtype=torch.float64, device=f.device)])
     if ctx is not None and ctx.world_size > 1:
         torch.distributed.all_reduce(moments)
@@ -146,11 +202,15 @@ def standardize(f_train: torch.Tensor, f_test: torch.Tensor, ctx=None) -> tuple[
     return ((f_train - mean) / std).float(), ((f_test - mean) / std).float()
 
 
-def _fit(cfg: Config, module: torch.nn.Module, optimizer, step_loss, n_local: int, *, peak: float, warmup_epochs: float,
-         evaluate, ctx, report: Report | None, resume: str | None, train_mode: bool, extra: dict | None = None) -> dict:
+def _fit(cfg: Config, module: torch.nn.Module, optimizer, step_loss, epoch_batches, n_local: int, *, peak: float,
+         warmup_epochs: float, evaluate, ctx, report: Report | None, resume: str | None, train_mode: bool,
+         extra: dict | None = None, train_skipped: Callable[[], int] = lambda: 0) -> dict:
     """The epoch loop both scorers share: SGD with a linear warm-up and cosine decay to 0 over
     ``score.epochs``, an evaluation every ``score.eval_every`` epochs (and at the end), reported
-    with a checkpoint of ``module``."""
+    with a checkpoint of ``module``. Each epoch draws an order of this rank's ``n_local`` rows
+    (from seed, rank, epoch); ``epoch_batches(order)`` yields its batches, ``step_loss(module,
+    batch, step)`` their loss; ``evaluate()`` returns (top-1, top-5, images skipped), and
+    ``train_skipped()`` this rank's training images of the epoch that did not decode."""
     from raysweep.core import checkpoint
 
     s = cfg.score
@@ -170,29 +230,32 @@ def _fit(cfg: Config, module: torch.nn.Module, optimizer, step_loss, n_local: in
     metrics: dict = {}
     for epoch in range(start_epoch, s.epochs):
         wrapped.train(train_mode)
-        order = torch.randperm(n_local, generator=step_generator(cfg.seed, ctx.rank, epoch, torch.device("cpu"))).to(ctx.device)
+        order = torch.randperm(n_local, generator=step_generator(cfg.seed, ctx.rank, epoch, torch.device("cpu")))
         loss_sum = torch.zeros((), device=ctx.device)
-        for i in range(steps_per_epoch):
+        for i, batch in enumerate(epoch_batches(order)):
             step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, total, warmup, peak, 0.0, 0.0)
-            loss = step_loss(wrapped, order[i * local_batch : (i + 1) * local_batch], step)
+            loss = step_loss(wrapped, batch, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach()
         if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
             wrapped.eval()
-            top1, top5 = evaluate()
+            top1, top5, skipped = evaluate()
             best = max(best, top1)
             metrics = {"epoch": epoch + 1, "train_loss": loss_sum.item() / steps_per_epoch, "top1": top1, "top5": top5,
                        "best_top1": best, **extra}
+            skipped_train = int(_all_reduce([float(train_skipped())], ctx)[0])  # this epoch's, over ranks
+            metrics.update({k: v for k, v in (("skipped_train_images", skipped_train), ("skipped_test_images", skipped)) if v})
             if report is not None:
                 state = {"phase": "score", "epoch": epoch + 1, "metrics": metrics, "config": to_dict(cfg), "mode": s.mode,
                          "module": "probe" if not train_mode else "model"}
                 report(metrics, {"module": module, "optimizer": optimizer, "state": state})
     if not metrics:  # no epochs to run (epochs=0): evaluate as is
         wrapped.eval()
-        top1, top5 = evaluate()
-        metrics = {"epoch": start_epoch, "top1": top1, "top5": top5, "best_top1": max(best, top1), **extra}
+        top1, top5, skipped = evaluate()
+        metrics = {"epoch": start_epoch, "top1": top1, "top5": top5, "best_top1": max(best, top1), **extra,
+                   **({"skipped_test_images": skipped} if skipped else {})}
     return metrics
