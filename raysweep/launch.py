@@ -60,7 +60,7 @@ def run(cfg: Config, capacity: Capacity, *, pretrain: bool, score: bool, probe_e
 
         spec = resolve_spec(cfg.data)
         source = input_source(cfg)
-    res = resources_for(cfg, workers, capacity, drivers_cpus, device, stream_cpus=stream_cpus(cfg, source, workers))
+    res = resources_for(cfg, workers, capacity, drivers_cpus, device, stream_cpus=stream_cpus(cfg, source, workers, score))
     if produce:
         model_uri = checkpoint.store_uri(cfg.storage, checkpoint.pretrain_key(cfg, spec.hash, res.accelerator, source))
     elif pretrain:  # steps = 0: the scratch baseline
@@ -233,7 +233,7 @@ def score(cfg: Config, log: Callable[[str], None] = print) -> dict:
 
     capacity = preflight([cfg], pretrain=False, score=True)
     outcome = run(cfg, capacity, pretrain=False, score=True, log=log, device=device_override())
-    metrics = {k: v for k, v in outcome.metrics.items() if k in SCORE_KEYS}
+    metrics = {k: v for k, v in outcome.metrics.items() if k in SCORE_KEYS or k.startswith("skipped_")}
     if "top1" not in metrics:
         raise ConfigError(f"scoring reported no evaluation (score.epochs={cfg.score.epochs})")
     s = cfg.score

@@ -70,7 +70,7 @@ def preflight(configs: Sequence[Config], *, pretrain: bool, score: bool, sweep: 
             check_writable(cfg.storage)
     capacity = capacity or cluster.current()
     for cfg in configs:
-        check_resources(cfg, capacity, pretrain=pretrain, sweep=sweep)
+        check_resources(cfg, capacity, pretrain=pretrain, score=score, sweep=sweep)
         if once("shared", cfg.storage):
             cluster.check_storage(capacity, cfg.storage)
     return capacity
@@ -127,7 +127,8 @@ def check_checkpoint(cfg: Config) -> None:
     check_architecture(cfg.model, checkpoint.read_state(cfg.score.checkpoint), cfg.score.checkpoint)
 
 
-def check_resources(cfg: Config, capacity: cluster.Capacity, *, pretrain: bool, sweep: SweepConfig | None) -> None:
+def check_resources(cfg: Config, capacity: cluster.Capacity, *, pretrain: bool, sweep: SweepConfig | None,
+                    score: bool = False) -> None:
     from raysweep.cluster import device_override, resources_for
 
     from raysweep.dataset.stream import input_source, stream_cpus
@@ -135,14 +136,14 @@ def check_resources(cfg: Config, capacity: cluster.Capacity, *, pretrain: bool, 
     workers = cfg.pretrain.workers if pretrain else cfg.score.workers
     drivers = sweep.trial_cpus * sweep.max_concurrent_trials if sweep else 0.0
     source = input_source(cfg) if pretrain and cfg.pretrain.steps > 0 else "memory"
-    res = resources_for(cfg, workers, capacity, drivers, device_override(), stream_cpus=stream_cpus(cfg, source, workers))
+    res = resources_for(cfg, workers, capacity, drivers, device_override(), stream_cpus=stream_cpus(cfg, source, workers, score))
     gpu = f", pretrain.use_gpu={str(res.use_gpu).lower()}"
     cluster.check_fits(capacity, f"each Train worker ({'pretrain' if pretrain else 'score'}.workers={workers}{gpu})",
                        res.bundle, count=workers)
     if sweep is not None:
         cluster.check_fits(capacity, f"each sweep trial (sweep.trial_cpus={sweep.trial_cpus:g})", {"CPU": sweep.trial_cpus})
         if not capacity.can_grow():
-            need = sweep.trial_cpus + workers * res.cpus_per_worker + stream_cpus(cfg, source, workers)
+            need = sweep.trial_cpus + workers * res.cpus_per_worker + stream_cpus(cfg, source, workers, score)
             if need > capacity.most("CPU") + 1e-9:
                 raise ConfigError(
                     f"one sweep trial needs {need:g} CPUs at once (sweep.trial_cpus={sweep.trial_cpus:g} + "

@@ -85,23 +85,25 @@ def test_bench_render_json_smoke():
 
 @pytest.mark.slow
 def test_bench_data_json_smoke():
-    """The data benchmark end to end at a tiny size: its own local Ray, the spawned process pool."""
-    proc = run("raysweep.bench", "data", "--json", "--images", "8", "--repeats", "1")
+    """The data benchmark end to end at a tiny size: its own local Ray, the spawned process pool,
+    streams with one and two render actors into a consumer actor."""
+    proc = run("raysweep.bench", "data", "--json", "--images", "768", "--px", "32", "--repeats", "1")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["images"] == 8 and set(result["sizes"]) == {"8"}
-    figures = result["sizes"]["8"]
-    assert set(figures["seconds"]) == {"plain", "warm_2proc", "ray_1cpu", "ray_2cpu"}
-    assert all(t > 0 for t in figures["seconds"].values())
-    assert result["ray_overhead"] == figures["ray_overhead"] > -1
-    assert abs(figures["fixed_cost_s"] - (figures["seconds"]["ray_1cpu"] - figures["seconds"]["plain"])) < 0.002
+    assert result["images"] == 768 and set(result["sizes"]) == {"32"}
+    figures = result["sizes"]["32"]
+    assert set(figures["images_per_second"]) == {"plain", "warm_2proc", "stream_1actor", "stream_2actor"}
+    assert all(v > 0 for v in figures["images_per_second"].values())
+    ips = figures["images_per_second"]
+    assert result["stream_efficiency"] == figures["stream_efficiency"] == round(ips["stream_2actor"] / (2 * ips["plain"]), 3) or \
+        abs(figures["stream_efficiency"] - ips["stream_2actor"] / (2 * ips["plain"])) < 0.01
+    assert result["fixed_cost_s"] == figures["fixed_cost_s"]["stream_1actor"]
 
 
 def test_bench_bad_sizes_are_one_line():
-    proc = run("raysweep.bench", "data", "--images", "1000,ten")
+    proc = run("raysweep.bench", "data", "--px", "64,ten")
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        "error: argument --images: '1000,ten': expected comma-separated dataset sizes L >= 2, e.g. 1000,10000"]
+    assert proc.stderr.strip().splitlines() == ["error: argument --px: '64,ten': expected comma-separated sizes >= 2, e.g. 64,224"]
 
 
 def test_render_actor_imports_leave_out_pil():

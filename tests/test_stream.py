@@ -69,6 +69,7 @@ def test_input_source_follows_the_memory_budget(overrides, source):
     cfg = load_config(overrides)
     assert input_source(cfg) == source
     assert stream_cpus(cfg, source, 2) == {"memory": 0, "shards": 2, "render": 2}[source]
+    assert stream_cpus(load_config([*overrides, "score.dataset=imagefolder"]), source, 2, score=True) == max(1, stream_cpus(cfg, source, 2))
 
 
 def test_fresh_instances_need_rendering_on_the_fly():

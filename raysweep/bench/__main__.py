@@ -1,4 +1,4 @@
-"""``python -m raysweep.bench {render,data,train,trial} [--json] [--seconds S] [--repeats R]``"""
+"""``python -m raysweep.bench {render,data,train,trial,memory} [--json] [--seconds S] [--repeats R]``"""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-BENCHMARKS = ("render", "data", "train", "trial")
+BENCHMARKS = ("render", "data", "train", "trial", "memory")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -15,7 +15,7 @@ def _sizes(text: str) -> tuple[int, ...]:
     except ValueError:
         sizes = ()
     if not sizes or min(sizes) < 2:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated dataset sizes L >= 2, e.g. 1000,10000")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated sizes >= 2, e.g. 64,224")
     return sizes
 
 
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per timed repeat")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (the median is reported)")
-    parser.add_argument("--images", type=_sizes, default=(1000, 10_000),
-                        help="data: dataset sizes L to render, comma-separated (default 1000,10000)")
+    parser.add_argument("--images", type=int, default=20_000, help="data: images streamed per run (default 20000)")
+    parser.add_argument("--px", type=_sizes, default=(64, 224), help="data: image sizes, comma-separated (default 64,224)")
     parser.add_argument("--steps", type=int, default=80, help="train: optimizer steps per run")
     args = parser.parse_args(argv)
     if args.benchmark == "render":
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.benchmark == "data":
         from raysweep.bench import data
 
-        result = data.run(sizes=args.images, repeats=args.repeats or 3)
+        result = data.run(sizes=args.px, images=args.images, repeats=args.repeats or 3)
         print(json.dumps(result) if args.json else data.format_table(result))
     elif args.benchmark == "train":
         from raysweep.bench import train
@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
 
         result = trial.run(trials=args.repeats or 4)
         print(json.dumps(result) if args.json else trial.format_table(result))
+    elif args.benchmark == "memory":
+        from raysweep.bench import memory
+
+        result = memory.run(repeats=args.repeats or 1)
+        print(json.dumps(result) if args.json else memory.format_table(result))
     return 0
 
 

@@ -3,7 +3,9 @@
 - ``render``: a synthetic dataset rendered on the fly by Ray Data render actors (CPU, on the nodes
   advertising ``render_resource``), never written to storage (``data.materialize=false``);
 - ``shards``: a rendered dataset too large for ``pretrain.in_memory_gb``, read and decoded from its
-  Parquet shards by Ray Data tasks.
+  Parquet shards by Ray Data tasks;
+- downstream image files (:func:`file_stream`): an ImageFolder too large for ``score.in_memory_gb``,
+  read, decoded and resized by Ray Data tasks, in the order the scoring loop asks for.
 
 Every worker streams its own slice, in an order fixed by the seed (Ray Data with
 ``preserve_order``), so that a run, and a run resumed from a checkpoint at step ``s``, sees exactly
@@ -32,6 +34,7 @@ ITEMS_PER_BLOCK = 256
 RENDER_BATCH = 32
 SEGMENT_ITEMS = 1 << 17  # items per Ray Data execution (a long run chains executions)
 FILES_PER_BLOCK = 64  # downstream image files per block (and per decoding batch)
+FILE_TASK_CPUS = 0.5  # a decoding task of image files waits on storage reads half the time
 
 
 def input_source(cfg) -> str:
@@ -46,10 +49,12 @@ def input_source(cfg) -> str:
     return "memory" if decoded <= cfg.pretrain.in_memory_gb * 2**30 else "shards"
 
 
-def stream_cpus(cfg, source: str, workers: int) -> float:
+def stream_cpus(cfg, source: str, workers: int, score: bool = False) -> float:
     """The CPUs a run's Ray Data streams ask for beside its Train workers: its render actors, or
-    one decoding task per worker."""
-    return float({"render": workers * cfg.data.stream_actors, "shards": workers}.get(source, 0))
+    one decoding task per worker; scoring on an ImageFolder may stream it (a decoding task of
+    ``FILE_TASK_CPUS`` per worker). Pre-training and scoring run one after the other: the larger of the two."""
+    pretraining = {"render": workers * cfg.data.stream_actors, "shards": workers}.get(source, 0)
+    return float(max(pretraining, workers * FILE_TASK_CPUS if score and cfg.score.dataset == "imagefolder" else 0))
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,7 @@ def shard_stream(dataset_uri: str, plan: StreamPlan, start_step: int, steps: int
 def file_stream(split, indices: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The images ``split.uris[indices]`` of a :class:`~raysweep.score.datasets.FileSplit`, in that
     order, as (uint8 ``(n, H, W, 3)`` images, labels, valid) batches of ``batch_size`` (the last
-    one shorter): read, decoded and resized by Ray Data tasks (one CPU each), one execution per
+    one shorter): read, decoded and resized by Ray Data tasks (``FILE_TASK_CPUS`` each), one execution per
     call (an epoch, an evaluation)."""
     import pyarrow as pa
     import ray.data
@@ -217,7 +222,8 @@ def file_stream(split, indices: np.ndarray, batch_size: int) -> Iterator[tuple[n
     if not blocks:
         return
     data = ray.data.from_arrow(blocks).map_batches(decode_rows, fn_kwargs={"hw": tuple(split.hw), "root": split.root},
-                                                   batch_size=FILES_PER_BLOCK, batch_format="numpy", num_cpus=1)
+                                                   batch_size=FILES_PER_BLOCK, batch_format="numpy",
+                                                   num_cpus=FILE_TASK_CPUS)
     for batch in data.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=4, drop_last=False):
         yield batch["image"], batch["label"], batch["valid"]
 
