@@ -38,7 +38,7 @@ from raysweep.worker import Job
 
 @dataclass
 class Outcome:
-    metrics: dict[str, Any]  # the run's last report (or the stored model's metrics when reused)
+    metrics: dict[str, Any]  # the last report with a checkpoint (Train V2's Result), or the stored model's metrics when reused
     model_uri: str | None
     trained: bool  # whether this run launched Train (False: a complete model was reused as is)
     resources: Resources | None = None

@@ -109,7 +109,7 @@ def worker_main(config: dict) -> None:
     summary = {k: v for k, v in summary.items() if v is not None}
     if not job.score:
         ctx.report({**summary, "step": cfg.pretrain.steps, "model_uri": job.model_uri, "pretrained_here": pretrained_here,
-                    "worker_peak_rss_mb": _peak_rss_mb(), "finished": True}, None)
+                    "finished": True}, None)
         return
 
     # 3. transfer
@@ -139,7 +139,7 @@ def worker_main(config: dict) -> None:
     # trial at once, killing its Train run (controller, workers) before that run has shut down
     ctx.report({**result, "trial_seconds": time.perf_counter() - start, "node_id": ray.get_runtime_context().get_node_id(),
                 "worker_gpus": [str(g) for g in ray.get_gpu_ids()], "model_uri": job.model_uri,
-                "pretrained_here": pretrained_here, "worker_peak_rss_mb": _peak_rss_mb(), "finished": True}, None)
+                "pretrained_here": pretrained_here, "finished": True}, None)
 
 
 def _stream(cfg, job, ctx):
@@ -154,14 +154,6 @@ def _stream(cfg, job, ctx):
         data = to_dict(cfg)["data"]
         return lambda start: render_stream(data, plan, start, steps, cfg.data.stream_actors, cfg.render_resource)
     return lambda start: shard_stream(job.dataset, plan, start, steps)
-
-
-def _peak_rss_mb() -> float:
-    """This worker process's peak resident memory so far (MiB): flat in the dataset's size when its
-    data streams."""
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 def _pretrain_summary(metrics: dict) -> dict:

@@ -68,7 +68,15 @@ class RayContext:
             checkpoint = None
             if payload is not None and self.rank == 0:
                 checkpoint = ray.train.Checkpoint.from_directory(save_payload(tmp, payload))
-            ray.train.report({**metrics, **self.tags}, checkpoint=checkpoint)
+            ray.train.report({**metrics, **self.tags, "worker_peak_rss_mb": peak_rss_mb()}, checkpoint=checkpoint)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (MiB): flat in the dataset's size when its data
+    streams (``python -m raysweep.bench memory``)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 class LocalContext:
