@@ -1,4 +1,4 @@
-"""Downstream scoring on one worker: full fine-tuning (the release's SGD recipe) or a linear probe
+"""Downstream scoring on one worker: full fine-tuning (a recipe of :mod:`raysweep.score.recipes`) or a linear probe
 on frozen features of the first k blocks/stages, both through one epoch loop (:func:`_fit`).
 
 Loops return their final metrics (``top1``, ``top5``, ``best_top1``, ...). At every evaluation they
@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from raysweep.config import Config, to_dict
-from raysweep.core.augment import for_finetuning
 from raysweep.core.context import LocalContext
 from raysweep.core.inputs import model_input
 from raysweep.core.schedule import cosine_lr, scaled, step_generator
 from raysweep.score.backbone import build_model, check_probe_blocks, probe_features
 from raysweep.score.datasets import Downstream
+from raysweep.score.recipes import autocast_for, create_recipe
 
 EVAL_BATCH = 256
 Report = Callable[[dict, "dict | None"], None]
@@ -69,24 +69,19 @@ def finetune(cfg: Config, model: torch.nn.Module, data: Downstream, ctx=None, *,
              resume: str | None = None) -> dict:
     """Train every parameter of ``model`` (its head already sized for ``data``)."""
     ctx = ctx or LocalContext()
-    import timm.optim
-
     s, size, num_classes = cfg.score, cfg.model.img_size, data.num_classes
     bare = model.to(ctx.device)
-    optimizer = timm.optim.create_optimizer_v2(bare, opt="momentum", lr=scaled(s.lr, s.batch_size),
-                                               weight_decay=s.weight_decay, momentum=s.momentum)
+    recipe = create_recipe(cfg, bare, num_classes, ctx)  # score.recipe: optimizer, schedule, augmentation, loss
     mine = shard(len(data.train), ctx.rank, ctx.world_size)
     images = torch.from_numpy(data.train.images[mine]).permute(0, 3, 1, 2).contiguous().to(ctx.device)
     labels = torch.from_numpy(data.train.labels[mine]).to(ctx.device)
-    augment = for_finetuning(s, size, num_classes)
     test_x, test_y = data.test.images[ctx.rank :: ctx.world_size], data.test.labels[ctx.rank :: ctx.world_size]
 
     def step_loss(module, idx: torch.Tensor, step: int) -> torch.Tensor:
-        x, soft = augment(images[idx], labels[idx], step_generator(cfg.seed, ctx.rank, step, ctx.device))
-        return torch.sum(-soft * F.log_softmax(module(x), dim=-1), dim=-1).mean()
+        return recipe.loss(module, images[idx], labels[idx], step)
 
-    return _fit(cfg, bare, optimizer, step_loss, len(mine), peak=scaled(s.lr, s.batch_size), warmup_epochs=s.warmup_epochs,
-                evaluate=lambda: evaluate(bare, test_x, test_y, size, num_classes, ctx), ctx=ctx, report=report,
+    return _fit(cfg, bare, recipe.optimizer, step_loss, len(mine), peak=recipe.peak_lr, warmup_epochs=recipe.warmup_epochs,
+                evaluate=lambda: evaluate(recipe.predict(bare), test_x, test_y, size, num_classes, ctx), ctx=ctx, report=report,
                 resume=resume, train_mode=True)
 
 
@@ -102,8 +97,9 @@ def linear_probe(cfg: Config, model: torch.nn.Module, data: Downstream, ctx=None
 
     @torch.no_grad()
     def features(images: np.ndarray) -> torch.Tensor:
-        return torch.cat([probe_features(backbone, model_input(images[i : i + EVAL_BATCH], size, ctx.device), s.probe_blocks)
-                          for i in range(0, len(images), EVAL_BATCH)])
+        with autocast_for(s.precision, ctx.device)():  # bf16 on GPU; probe_features returns fp32
+            return torch.cat([probe_features(backbone, model_input(images[i : i + EVAL_BATCH], size, ctx.device), s.probe_blocks)
+                              for i in range(0, len(images), EVAL_BATCH)])
 
     mine = shard(len(data.train), ctx.rank, ctx.world_size)
     f_train = features(data.train.images[mine])
@@ -174,8 +170,8 @@ def _fit(cfg: Config, module: torch.nn.Module, optimizer, step_loss, n_local: in
         loss_sum = torch.zeros((), device=ctx.device)
         for i in range(steps_per_epoch):
             step = epoch * steps_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, total, warmup, peak, 0.0, 0.0)
+            for group in optimizer.param_groups:  # lr_scale: timm's layer-wise lr decay (score.vit.layer_decay)
+                group["lr"] = cosine_lr(step, total, warmup, peak, 0.0, 0.0) * group.get("lr_scale", 1.0)
             loss = step_loss(wrapped, order[i * local_batch : (i + 1) * local_batch], step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
