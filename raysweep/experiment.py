@@ -36,7 +36,7 @@ from raysweep.config import Config, ConfigError
 from raysweep.config.loading import build_config, check_key, compose_yaml, flatten, is_space, parse_overrides
 
 #: the paper's studies (the report page lays its table out like the paper's)
-STUDIES = ("baselines", "delta", "sigma", "L", "real_image", "linear_probe")
+STUDIES = ("baselines", "delta", "sigma", "L", "real_image", "linear_probe", "table8")
 #: top-level keys of an experiment that are not configuration keys
 EXPERIMENT_KEYS = ("budget", "budgets", "variants", "study")
 #: the file of a sweep's run directory that records its experiment

@@ -102,11 +102,23 @@ def run_name(kind: str, cfg: Config, model_uri: str | None, probe_every: int) ->
     scoring the downstream recipe and the quick probe."""
     key: dict[str, Any] = {"model_uri": model_uri, "model": dataclasses.asdict(cfg.model), "seed": cfg.seed}
     if kind != "pretrain":
-        key["score"] = dataclasses.asdict(cfg.score)
+        key["score"] = score_key(cfg.score)
         key["probe"] = [probe_every, cfg.sweep.probe_train, cfg.sweep.probe_test] if probe_every else None
     if model_uri is None and kind != "score":  # scratch: its seed and model are all there is
         key["scratch"] = True
     return f"{kind}-{hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]}"
+
+
+def score_key(score) -> dict[str, Any]:
+    """The scoring settings a run's name hashes. Keys added after runs were named (the recipe, its
+    ``vit`` section, the precision) are left out at their defaults, so the runs of the release
+    recipe keep their names (and a run asked again still finds its checkpoints)."""
+    key = dataclasses.asdict(score)
+    if score.recipe == "release":
+        del key["recipe"], key["vit"]  # the release recipe reads nothing of score.vit
+    if score.precision == "auto":
+        del key["precision"]
+    return key
 
 
 def storage_args(uri: str) -> dict:

@@ -173,4 +173,19 @@ def test_published_reference_is_the_method_pages_table():
     ref = REFERENCES["delta"]
     assert {d: published_value(ref, d) for d in deltas} == dict(zip(deltas, top1))
     assert published_value(ref, "0.10") == 84.2 and published_value(ref, 0.3) is None
-    assert set(REFERENCES) == {"baselines", "delta", "sigma", "L", "real_image", "linear_probe"}
+    assert set(REFERENCES) == {"baselines", "delta", "sigma", "L", "real_image", "linear_probe", "table8"}
+
+
+def test_table8_reference_is_the_method_pages_finding_in_words():
+    """The method page states Table 8's finding (L = 21,000, ViT-B, ImageNet-1k, beats ImageNet-21k)
+    without numbers: the report's reference for it is words, never a number of our making."""
+    from raysweep.report.paper import REFERENCES, published_value
+
+    doc = Path(__file__).resolve().parents[2] / "shared" / "docs" / "1p-frac.md"
+    skip_unless_shared(doc, "the method page")
+    line = next(line for line in doc.read_text().splitlines() if "Table 8" in line)
+    assert "ViT-B" in line and "21,000" in line and "ImageNet-1k" in line and "ImageNet-21k" in line
+    ref = REFERENCES["table8"]
+    assert "ViT-B" in ref.finding and "21,000" in ref.finding and "ImageNet-21k" in ref.finding
+    assert all(isinstance(v, str) for v in ref.published.values()), "the method page gives no number for Table 8"
+    assert "ImageNet-21k" in published_value(ref, "1p-frac") and published_value(ref, "scratch") is None

@@ -20,6 +20,7 @@ REPRESENTATIONS = ("rgb", "gray", "canny")
 WARPS = ("affine", "elastic", "polynomial")
 SCORE_DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
 SCORE_MODES = ("finetune", "linear_probe")
+SCORE_RECIPES = ("release", "vit")  # fine-tuning recipes (raysweep/score/recipes.py)
 SEARCHES = ("grid", "random", "optuna")
 SCHEDULERS = ("fifo", "asha")
 LOGGERS = ("tensorboard", "mlflow", "wandb")  # experiment trackers of a sweep (CSV and JSON logs are always on)
@@ -235,6 +236,42 @@ class PretrainConfig:
 
 
 @dataclass
+class VitRecipeConfig:
+    """``score.recipe=vit``: the field's ImageNet fine-tuning of ViTs (DeiT's augmentation, BEiT/MAE's
+    AdamW with layer-wise lr decay). Defaults: MAE's ViT-B fine-tuning. Drop-path is ``model.drop_path``;
+    the crop (``score.crop_scale_min``), flip (``score.hflip``) and label smoothing (``score.smoothing``)
+    are the release recipe's keys, shared."""
+
+    lr: float = 1.0e-3  # AdamW peak lr per 512 images of batch (MAE: base lr 5e-4 per 256); cosine to 0
+    weight_decay: float = 0.05  # not on norms, biases, pos_embed, cls_token (timm's parameter groups)
+    layer_decay: Optional[float] = 0.65  # layer-wise lr decay (BEiT/MAE: 0.65 for ViT-B); null: off. Used for
+    # models whose layers timm can group (group_matcher), left out for the others
+    warmup_epochs: float = 5.0  # linear warm-up from 0
+    randaugment: str = "rand-m9-mstd0.5-inc1"  # '' for none
+    reprob: float = 0.25  # random erasing probability
+    mixup: float = 0.8  # alpha; 0 turns it off
+    cutmix: float = 1.0  # alpha; 0 turns it off
+    mix_prob: float = 1.0
+    mix_switch_prob: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ConfigError(f"score.vit.lr={self.lr!r} is out of range; allowed: > 0")
+        _at_least("score.vit.weight_decay", self.weight_decay, 0)
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            raise ConfigError(f"score.vit.layer_decay={self.layer_decay!r} is out of range; allowed: (0, 1] (or null: off)")
+        _at_least("score.vit.warmup_epochs", self.warmup_epochs, 0)
+        if self.randaugment and not self.randaugment.startswith("rand"):
+            raise ConfigError(f"score.vit.randaugment={self.randaugment!r} is not a RandAugment spec like "
+                              f"'rand-m9-mstd0.5-inc1' (or '')")
+        for key in ("reprob", "mix_prob", "mix_switch_prob"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"score.vit.{key}={getattr(self, key)!r} is out of range; allowed: [0, 1]")
+        for key in ("mixup", "cutmix"):
+            _at_least(f"score.vit.{key}", getattr(self, key), 0)
+
+
+@dataclass
 class ScoreConfig:
     """Downstream scoring of a pre-trained checkpoint."""
 
@@ -247,6 +284,10 @@ class ScoreConfig:
     # pre-trained (or, for scratch, random-init) backbone before the main scoring: reported as probe{k}_top1
     epochs: int = 1000
     checkpoint: Optional[str] = None  # a checkpoint URI, or none for training from scratch
+    recipe: str = "release"  # fine-tuning recipe: release (SGD: score.lr, momentum, weight_decay, warmup_epochs)
+    # | vit (AdamW, layer decay, RandAugment, Mixup/CutMix, random erasing: score.vit.*)
+    precision: str = "auto"  # fine-tuning and evaluation: auto (bf16 autocast on GPU, fp32 on CPU) | bf16 | fp32
+    vit: VitRecipeConfig = field(default_factory=VitRecipeConfig)
     # the release's fine-tuning recipe (method page §6)
     batch_size: int = 768
     lr: float = 0.01  # SGD, per 512 images of batch (scaled by batch_size / 512)
@@ -269,6 +310,8 @@ class ScoreConfig:
         if not self.in_memory_gb >= 0:
             raise ConfigError(f"score.in_memory_gb={self.in_memory_gb!r} is out of range; allowed: >= 0 (0: always stream an ImageFolder)")
         _choice("score.mode", self.mode, SCORE_MODES)
+        _choice("score.recipe", self.recipe, SCORE_RECIPES)
+        _choice("score.precision", self.precision, ("auto", "bf16", "fp32"))
         _at_least("score.probe_blocks", self.probe_blocks, 1)
         for k in self.extra_probes:
             _at_least("score.extra_probes[]", k, 1)

@@ -78,24 +78,33 @@ def _paper_section(ref: Reference | None, rows: list[dict], keys: list[str], cfg
     done = [r for r in rows if r["status"] == "done"]
     column_key = ref.key if ref.key in keys else (keys[0] if keys else None)
     head: list[str] = [""]
-    cells_ours, cells_paper = [], []
+    cells_ours, cells_top5, cells_paper = [], [], []
     if column_key:
         groups = group_rows(done, [column_key])
         groups.sort(key=lambda g: (0, float(g[column_key]), "") if isinstance(g[column_key], (int, float)) else (1, 0.0, str(g[column_key])))
         head = [column_key] + [str(g[column_key]) for g in groups]
         cells_ours = [fmt_mean_std(g["top1_mean"], g["top1_std"]) for g in groups]
-        cells_paper = [_num(published_value(ref, g[column_key])) for g in groups]
-    ours = f"ours: {cfg.model.name}, {cfg.score.dataset} ({cfg.score.mode}), mean ± std over seeds"
+        cells_top5 = [fmt_mean_std(g["top5_mean"], g["top5_std"]) for g in groups]
+        cells_paper = [_published(published_value(ref, g[column_key])) for g in groups]
+    ours = f"ours: {cfg.model.name}, {cfg.score.dataset} ({cfg.score.mode}), top-1 (%), mean ± std over seeds"
+    top5_row = ("<tr class='top5'><th>ours: top-5 (%)</th>" + "".join(f"<td>{_e(c)}</td>" for c in cells_top5) + "</tr>"
+                if any(c != "—" for c in cells_top5) else "")
     table = (
         "<table class='paper'><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"
-        f"<tr><th>{_e(ours)}</th>" + "".join(f"<td>{_e(c)}</td>" for c in cells_ours) + "</tr>"
+        f"<tr><th>{_e(ours)}</th>" + "".join(f"<td>{_e(c)}</td>" for c in cells_ours) + "</tr>" + top5_row +
         f"<tr class='published'><th>published reference ({_e(ref.table)}): {_e(ref.setting)}</th>"
         + "".join(f"<td>{_e(c)}</td>" for c in cells_paper) + "</tr></tbody></table>"
     )
+    note = f"<p class='note'>{_e(ref.note)}</p>" if ref.note else ""
     return (f"<section id='paper'><h2>The paper's {_e(ref.table)}, beside ours</h2>{table}"
-            f"<p class='published'><b>Published reference</b> ({_e(ref.table)}): {_e(ref.finding)}</p>"
+            f"<p class='published'><b>Published reference</b> ({_e(ref.table)}): {_e(ref.finding)}</p>{note}"
             "<p class='note'>The published numbers come from the paper's setting, not this budget: compare directions, "
             "not values, unless the run used <code>budget=paper</code>.</p></section>")
+
+
+def _published(value) -> str:
+    """A published reference cell: a number (top-1, %), or the finding in words."""
+    return value if isinstance(value, str) else _num(value)
 
 
 def _summary_section(rows: list[dict], keys: list[str]) -> str:

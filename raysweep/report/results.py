@@ -67,7 +67,7 @@ def group_rows(rows: list[dict], keys: list[str]) -> list[dict]:
     for _, members in groups.items():
         agg: dict[str, Any] = {k: members[0].get(k) for k in keys}
         agg["seeds"] = len(members)
-        for column in ("top1", "pretrain_loss", "pretrain_top1", "wall_seconds", *probe_columns(members)):
+        for column in ("top1", "top5", "pretrain_loss", "pretrain_top1", "wall_seconds", *probe_columns(members)):
             values = [m[column] for m in members if isinstance(m.get(column), (int, float)) and m["status"] == "done"]
             agg[f"{column}_mean"] = float(np.mean(values)) if values else None
             agg[f"{column}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else (0.0 if values else None)
@@ -86,12 +86,13 @@ def summary_table(rows: list[dict], keys: list[str]) -> tuple[list[str], list[li
     grouped = sorted(group_rows(rows, keys), key=lambda g: -(g["top1_mean"] if g["top1_mean"] is not None else -math.inf))
     probes = probe_columns(rows)
     pretrained = any(isinstance(r.get("pretrain_top1"), float) for r in rows)
-    head = [*keys, "downstream top-1 (%)", *[f"probe {EXTRA_PROBE.match(p).group(1)} top-1 (%)" for p in probes],
+    head = [*keys, "downstream top-1 (%)", "downstream top-5 (%)", *[f"probe {EXTRA_PROBE.match(p).group(1)} top-1 (%)" for p in probes],
             "pre-train loss", *(["pre-train top-1 (%)"] if pretrained else []), "wall (s)", "seeds"]
     body = []
     for g in grouped:
         cells = [str(g[k]) for k in keys]
-        cells += [fmt_mean_std(g["top1_mean"], g["top1_std"]), *[fmt_mean_std(g.get(f"{p}_mean"), g.get(f"{p}_std")) for p in probes],
+        cells += [fmt_mean_std(g["top1_mean"], g["top1_std"]), fmt_mean_std(g["top5_mean"], g["top5_std"]),
+                  *[fmt_mean_std(g.get(f"{p}_mean"), g.get(f"{p}_std")) for p in probes],
                   fmt_mean_std(g["pretrain_loss_mean"], g["pretrain_loss_std"], 3),
                   *([fmt_mean_std(g["pretrain_top1_mean"], g["pretrain_top1_std"])] if pretrained else []),
                   fmt_mean_std(g["wall_seconds_mean"], g["wall_seconds_std"], 0), str(g["seeds"])]

@@ -1,4 +1,4 @@
-"""Downstream scoring on one worker: full fine-tuning (the release's SGD recipe) or a linear probe
+"""Downstream scoring on one worker: full fine-tuning (a recipe of :mod:`raysweep.score.recipes`) or a linear probe
 on frozen features of the first k blocks/stages, both through one epoch loop (:func:`_fit`).
 
 Loops return their final metrics (``top1``, ``top5``, ``best_top1``, ...). At every evaluation they
@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from raysweep.config import Config, to_dict
-from raysweep.core.augment import for_finetuning
 from raysweep.core.context import LocalContext
 from raysweep.core.inputs import model_input
 from raysweep.core.schedule import cosine_lr, scaled, step_generator
 from raysweep.score.backbone import build_model, check_probe_blocks, probe_features
 from raysweep.score.datasets import Downstream, FileSplit
+from raysweep.score.recipes import autocast_for, create_recipe
 
 EVAL_BATCH = 256
 Report = Callable[[dict, "dict | None"], None]
@@ -93,14 +93,10 @@ def finetune(cfg: Config, model: torch.nn.Module, data: Downstream, ctx=None, *,
              resume: str | None = None) -> dict:
     """Train every parameter of ``model`` (its head already sized for ``data``)."""
     ctx = ctx or LocalContext()
-    import timm.optim
-
     s, size, num_classes = cfg.score, cfg.model.img_size, data.num_classes
     bare = model.to(ctx.device)
-    optimizer = timm.optim.create_optimizer_v2(bare, opt="momentum", lr=scaled(s.lr, s.batch_size),
-                                               weight_decay=s.weight_decay, momentum=s.momentum)
+    recipe = create_recipe(cfg, bare, num_classes, ctx)  # score.recipe: optimizer, schedule, augmentation, loss
     mine = shard(len(data.train), ctx.rank, ctx.world_size)
-    augment = for_finetuning(s, size, num_classes)
     local_batch = s.batch_size // ctx.world_size
     skipped = [0]
     if data.streamed:  # read, decoded and resized by Ray Data tasks, this rank's share once per epoch
@@ -121,15 +117,11 @@ def finetune(cfg: Config, model: torch.nn.Module, data: Downstream, ctx=None, *,
 
     def step_loss(module, batch, step: int) -> torch.Tensor:
         x, y, valid = batch
-        x, soft = augment(x, y, step_generator(cfg.seed, ctx.rank, step, ctx.device))
-        loss = torch.sum(-soft * F.log_softmax(module(x), dim=-1), dim=-1)
-        if valid is None:
-            return loss.mean()
-        return (loss * valid).sum() / valid.sum().clamp(min=1)  # images that did not decode weigh nothing
+        return recipe.loss(module, x, y, step, valid)
 
-    return _fit(cfg, bare, optimizer, step_loss, epoch_batches, len(mine), peak=scaled(s.lr, s.batch_size),
-                warmup_epochs=s.warmup_epochs, evaluate=lambda: evaluate(bare, data.test, size, num_classes, ctx), ctx=ctx,
-                report=report, resume=resume, train_mode=True, train_skipped=lambda: skipped[0])
+    return _fit(cfg, bare, recipe.optimizer, step_loss, epoch_batches, len(mine), peak=recipe.peak_lr,
+                warmup_epochs=recipe.warmup_epochs, evaluate=lambda: evaluate(recipe.predict(bare), data.test, size, num_classes, ctx),
+                ctx=ctx, report=report, resume=resume, train_mode=True, train_skipped=lambda: skipped[0])
 
 
 def linear_probe(cfg: Config, model: torch.nn.Module, data: Downstream, ctx=None, *, report: Report | None = None,
@@ -147,7 +139,8 @@ def linear_probe(cfg: Config, model: torch.nn.Module, data: Downstream, ctx=None
         """Features, labels and (when an image did not decode) a validity mask of rows ``indices``."""
         f, y, v = [], [], []
         for images, labels, valid in batches(split, indices, EVAL_BATCH):
-            f.append(probe_features(backbone, model_input(images, size, ctx.device), s.probe_blocks))
+            with autocast_for(s.precision, ctx.device)():  # bf16 on GPU; probe_features returns fp32
+                f.append(probe_features(backbone, model_input(images, size, ctx.device), s.probe_blocks))
             y.append(torch.from_numpy(labels))
             v.append(torch.ones(len(labels), dtype=torch.bool) if valid is None else torch.from_numpy(valid))
         mask = torch.cat(v)
@@ -234,8 +227,8 @@ def _fit(cfg: Config, module: torch.nn.Module, optimizer, step_loss, epoch_batch
         loss_sum = torch.zeros((), device=ctx.device)
         for i, batch in enumerate(epoch_batches(order)):
             step = epoch * steps_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, total, warmup, peak, 0.0, 0.0)
+            for group in optimizer.param_groups:  # lr_scale: timm's layer-wise lr decay (score.vit.layer_decay)
+                group["lr"] = cosine_lr(step, total, warmup, peak, 0.0, 0.0) * group.get("lr_scale", 1.0)
             loss = step_loss(wrapped, batch, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
