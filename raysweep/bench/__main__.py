@@ -1,4 +1,4 @@
-"""``python -m raysweep.bench {render,data,train,trial} [--json] [--seconds S] [--repeats R]``"""
+"""``python -m raysweep.bench {render,data,train,trial,gpu} [--json] [--seconds S] [--repeats R] [--tiny]``"""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-BENCHMARKS = ("render", "data", "train", "trial")
+BENCHMARKS = ("render", "data", "train", "trial", "gpu")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=_sizes, default=(1000, 10_000),
                         help="data: dataset sizes L to render, comma-separated (default 1000,10000)")
     parser.add_argument("--steps", type=int, default=80, help="train: optimizer steps per run")
+    parser.add_argument("--tiny", action="store_true", help="gpu: the same code paths in seconds on a CPU (a tiny model, few steps)")
     args = parser.parse_args(argv)
     if args.benchmark == "render":
         from raysweep.bench import render
@@ -55,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
         result = trial.run(trials=args.repeats or 4)
         print(json.dumps(result) if args.json else trial.format_table(result))
+    elif args.benchmark == "gpu":
+        from raysweep.bench import gpu
+
+        result = gpu.run(tiny=args.tiny)
+        print(json.dumps(result) if args.json else gpu.format_table(result))
     return 0
 
 
