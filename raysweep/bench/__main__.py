@@ -1,4 +1,4 @@
-"""``python -m raysweep.bench {render,data,train,trial,memory} [--json] [--seconds S] [--repeats R]``"""
+"""``python -m raysweep.bench {render,data,train,trial,memory,gpu} [--json] [--seconds S] [--repeats R] [--tiny]``"""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-BENCHMARKS = ("render", "data", "train", "trial", "memory")
+BENCHMARKS = ("render", "data", "train", "trial", "memory", "gpu")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=20_000, help="data: images streamed per run (default 20000)")
     parser.add_argument("--px", type=_sizes, default=(64, 224), help="data: image sizes, comma-separated (default 64,224)")
     parser.add_argument("--steps", type=int, default=80, help="train: optimizer steps per run")
+    parser.add_argument("--tiny", action="store_true", help="gpu: the same code paths in seconds on a CPU (a tiny model, few steps)")
     args = parser.parse_args(argv)
     if args.benchmark == "render":
         from raysweep.bench import render
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
 
         result = memory.run(repeats=args.repeats or 1)
         print(json.dumps(result) if args.json else memory.format_table(result))
+    elif args.benchmark == "gpu":
+        from raysweep.bench import gpu
+
+        result = gpu.run(tiny=args.tiny)
+        print(json.dumps(result) if args.json else gpu.format_table(result))
     return 0
 
 
