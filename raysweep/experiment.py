@@ -30,6 +30,7 @@ belong to the experiment, not to a run's configuration:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -105,6 +106,13 @@ class Experiment:
     def variant_name(self, index: int) -> str:
         v = self.variants[index]
         return str(v.get("label") or ",".join(f"{k}={val}" for k, val in v.items()))
+
+    def with_baseline(self, key: str, value: Any) -> "Experiment":
+        """This experiment compared with another baseline (one value the sweep runs; a one-line
+        ConfigError otherwise): what ``python -m raysweep.report RUN_DIR baseline.KEY=VALUE`` reads."""
+        exp = dataclasses.replace(self, baseline={key: value})
+        _check_baseline(exp)
+        return exp
 
     def record(self) -> dict[str, Any]:
         """What a run directory's experiment.json keeps (and :meth:`from_record` reads back)."""

@@ -5,17 +5,20 @@ reads (``TrialRecord``), for experiments loaded from real YAML files."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
+import yaml
 from scipy import stats as scipy_stats
 
 from raysweep.config import ConfigError
 from raysweep.experiment import Experiment, load_experiment
+from raysweep.report.__main__ import main as report_main
 from raysweep.report.page import render_page
 from raysweep.report.records import RunRecord, TrialRecord
-from raysweep.report.results import difference_table, downstream_classes, markdown, plot_series, summary_table, trial_rows
+from raysweep.report.results import comparison_lines, difference_table, downstream_classes, markdown, plot_series, summary_table, trial_rows
 from raysweep.report.stats import (Baseline, baseline_of, downstream_at_chance, estimate, fmt_estimate, paired_differences,
                                    pretrain_at_chance)
 from test_tune import experiment
@@ -248,3 +251,112 @@ def test_plot_error_bars_are_the_95_intervals_one_line_per_other_setting(tmp_pat
     values, numeric, series, title = plot_series(rows, "data.delta", keys_of(exp))
     assert numeric and [s.label for s in series] == ["1p", "scratch"] and all(h is None for s in series for h in s.halves)
     assert title == "top-1 vs data.delta: one seed per point: means alone, no interval"
+
+
+# ------------------------------------------------------------------------- what a sweep prints at its end
+
+
+def test_the_comparison_printed_at_the_end_says_which_gaps_are_real(tmp_path):
+    exp, rows = seeded_rows(tmp_path)
+    lines = comparison_lines(rows, exp)
+    assert lines[0] == "downstream top-1 (%) on digits, fine-tune: mean [95 % CI] over the seeds each finished (n)"
+    assert lines[1].startswith("  gap      " + fmt_estimate(estimate(r["top1"] for r in rows if r["variant"] == "gap")))
+    assert lines[1].endswith("(n = 4)") and lines[3].startswith("  scratch") and lines[3].endswith("(n = 3)")
+    gap = estimate([5.1, 4.9, 5.0])
+    assert lines[-2] == (f"gap minus scratch, paired by seed (0, 1, 2): {fmt_estimate(gap, signed=True)} points of top-1: "
+                         "significant at 95 %")
+    assert lines[-1].startswith("no gap minus scratch, paired by seed (0, 1, 2): +0.2 [") and lines[-1].endswith(
+        "NOT significant at 95 % (the interval includes 0: no difference shown at this budget)")
+
+
+def test_the_comparison_with_one_seed_gives_no_verdict_and_shows_chance(tmp_path):
+    exp = load(tmp_path, {"data.delta": {"grid": [0.01, 0.1]}})
+    rows = trial_rows(records(exp, [({"data.delta": 0.01, "seed": 0}, {"top1": 20.0, "pretrain_top1": 7.0, "pretrain_loss": 2.7}),
+                                    ({"data.delta": 0.1, "seed": 0}, {"top1": 30.0, "pretrain_top1": 50.0})]), exp)
+    lines = comparison_lines(rows, exp)
+    assert lines[0].endswith("over 1 seed (one seed gives no interval)")
+    L = exp.cfg.data.L
+    assert lines[1] == f"  data.delta=0.1   30.0   pre-training train top-1 50.0 (chance {100 / L:.1f})"
+    assert lines[2] == f"  data.delta=0.01  20.0   pre-training train top-1 7.0 (chance {100 / L:.1f}) †"
+    assert lines[3].startswith("  † pre-training stayed at chance")
+    assert lines[-1].startswith("no baseline to compare with"), "no study, no scratch variant, none named"
+    named = comparison_lines(rows, exp.with_baseline("data.delta", 0.1))
+    assert named[-1] == ("data.delta=0.01 minus data.delta = 0.1, paired by seed (0): -10.0 points of top-1: "
+                         "one paired seed: no interval, so no verdict (repeat over seeds)")
+
+
+# ------------------------------------------------------------- rebuilding a run directory's results
+
+
+def write_run(tmp_path: Path, exp: Experiment, trials: list[tuple[dict, dict]], finished: bool) -> Path:
+    """A run directory as a sweep leaves it: experiment.json, one directory per trial (params.json,
+    result.json) and, once it has ended, results.csv (here an old one, to be rebuilt)."""
+    run_dir = tmp_path / "runs" / "sweeps" / "stats"
+    run_dir.mkdir(parents=True)
+    (run_dir / "experiment.json").write_text(json.dumps(exp.record(), default=str))
+    for i, (params, metrics) in enumerate(trials):
+        trial = run_dir / f"run_trial_abcde_{i:05d}_{i}_x"
+        trial.mkdir()
+        (trial / "params.json").write_text(json.dumps(params))
+        (trial / "result.json").write_text(json.dumps({"step": 10, "loss": 2.0}) + "\n"
+                                           + json.dumps({"finished": True, "time_total_s": 5.0, **metrics}) + "\n")
+    if finished:
+        (run_dir / "results.csv").write_text("old\n")
+        (run_dir / "results.md").write_text("old: mean ± std\n")
+    return run_dir
+
+
+def seeded_trials() -> list[tuple[dict, dict]]:
+    """scratch and a 1p-frac variant 6 points above it at every seed (the seeds 20 points apart)."""
+    return [({"variant": v, "seed": s}, {"top1": 50.0 + 20 * s + 6 * v + 0.1 * (s == 1) * v,
+                                         **({"pretrain_top1": 80.0, "pretrain_loss": 0.5} if v else {})})
+            for v in (0, 1) for s in (0, 1, 2)]
+
+
+def test_the_report_command_rebuilds_an_ended_sweeps_results(tmp_path, capsys):
+    exp = load(tmp_path, {"variants": [{"label": "scratch", "pretrain.steps": 0}, {"label": "1p-frac"}],
+                          "sweep.seeds": [0, 1, 2]})
+    run_dir = write_run(tmp_path, exp, seeded_trials(), finished=True)
+    assert report_main([str(run_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().splitlines()[-1] == str(run_dir / "report.html")
+    md = (run_dir / "results.md").read_text()
+    assert "mean [95 % CI]" in md and "## Difference to scratch (paired by seed)" in md and "±" not in md
+    assert "| 1p-frac | 0, 1, 2 | +6.0 [" in md
+    csv_head = (run_dir / "results.csv").read_text().splitlines()[0].split(",")
+    assert csv_head[:5] == ["trial", "variant", "seed", "status", "at_chance"] and len((run_dir / "results.csv").read_text().splitlines()) == 7
+    best = yaml.safe_load((run_dir / "best.yaml").read_text())
+    assert best["swept"] == {"variant": "1p-frac"} and len(best["top1_ci95"]) == 2
+    assert (run_dir / "plots" / "top1_vs_variant.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"wrote {run_dir / 'results.md'}" in err
+    assert err.strip().splitlines()[-1].startswith("1p-frac minus scratch, paired by seed (0, 1, 2): +6.0 [")
+    assert err.strip().endswith("significant at 95 %") and "NOT" not in err
+    assert "Difference to scratch" in (run_dir / "report.html").read_text()
+
+
+def test_the_report_command_compares_with_another_baseline_on_request(tmp_path, capsys):
+    exp = load(tmp_path, {"variants": [{"label": "scratch", "pretrain.steps": 0}, {"label": "delta=0.1 L=32"}],
+                          "sweep.seeds": [0, 1, 2]})
+    run_dir = write_run(tmp_path, exp, seeded_trials(), finished=True)
+    recorded = (run_dir / "experiment.json").read_text()
+    assert report_main([str(run_dir), "baseline.variant=delta=0.1 L=32"]) == 0
+    err = capsys.readouterr().err
+    assert "scratch minus delta=0.1 L=32, paired by seed (0, 1, 2): -6.0 [" in err
+    assert "## Difference to delta=0.1 L=32 (paired by seed)" in (run_dir / "results.md").read_text()
+    assert (run_dir / "experiment.json").read_text() == recorded, "the sweep's own record is left alone"
+    assert report_main([str(run_dir), "baseline.variant=nothing"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: baseline.variant='nothing' is not a value the sweep runs; "
+                                               "choose one of: scratch, delta=0.1 L=32")
+    assert report_main([str(run_dir), "data.delta=0.1"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: unexpected argument(s) 'data.delta=0.1'; "
+                                               "usage: python -m raysweep.report RUN_DIR [baseline.KEY=VALUE]")
+
+
+def test_the_report_command_leaves_a_running_sweeps_results_to_the_sweep(tmp_path, capsys):
+    exp = load(tmp_path, {"variants": [{"label": "scratch", "pretrain.steps": 0}, {"label": "1p-frac"}],
+                          "sweep.seeds": [0, 1, 2]})
+    run_dir = write_run(tmp_path, exp, seeded_trials()[:2], finished=False)
+    assert report_main([str(run_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(run_dir / "report.html") and err == ""
+    assert sorted(p.name for p in run_dir.iterdir() if p.is_file()) == ["experiment.json", "report.html"]

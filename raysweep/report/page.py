@@ -26,9 +26,10 @@ REPORT_FILE = "report.html"
 SHEET_CLASSES, SHEET_INSTANCES = 8, 2  # contact sheets: the first classes of each dataset, a few instances each
 
 
-def write_report(run_dir: str) -> str:
-    """Build ``RUN_DIR/report.html`` from what the run directory holds now; return its URI."""
-    run = load_run(run_dir)
+def write_report(run_dir: str | RunRecord) -> str:
+    """Build ``RUN_DIR/report.html`` from what the run directory holds now (or from ``run``, the
+    run directory as read already); return its URI."""
+    run = load_run(run_dir) if isinstance(run_dir, str) else run_dir
     uri = join(run.run_dir, REPORT_FILE)
     atomic_write(uri, render_page(run).encode())
     return uri

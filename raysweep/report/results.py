@@ -207,7 +207,7 @@ def difference_table(rows: list[dict], keys: list[str], baseline: Baseline) -> T
     diffs = paired_differences(rows, keys, baseline, columns)
     diffs.sort(key=lambda d: tuple(value_order(d.config[k]) for k in keys))
     names = {"top1": "downstream top-1", **{p: f"probe {EXTRA_PROBE.match(p).group(1)} top-1" for p in columns[1:]}}
-    head = [*keys, "seeds paired", *[f"Δ {names[c]} (points), mean [{INTERVAL}]" for c in columns],
+    head = [*keys, "seeds paired", *[f"{names[c]} minus baseline (points), mean [{INTERVAL}]" for c in columns],
             "top-1 difference significant at 95 %"]
     body = []
     for d in diffs:
@@ -322,10 +322,87 @@ def plot(rows: list[dict], key: str, group_keys: list[str]) -> bytes:
     return buf.getvalue()
 
 
-def write_outputs(run_dir: str, rows: list[dict], experiment, title: str) -> None:
+def results_title(experiment) -> str:
+    """The title of ``results.md``."""
+    cfg = experiment.cfg
+    return f"{cfg.name}: downstream {cfg.score.dataset} ({cfg.score.mode})"
+
+
+def config_keys(experiment) -> list[str]:
+    """The keys configurations are grouped by: the swept keys other than the seed."""
+    return [k for k in experiment.swept_keys() if k != "seed"]
+
+
+def trial_params(row: dict, experiment) -> dict[str, Any]:
+    """The Tune parameters of a trial's row (its swept values, variant index and seed)."""
+    params = {k: row[k] for k in experiment.space}
+    if experiment.variants:
+        params["variant"] = next(i for i in range(len(experiment.variants)) if experiment.variant_name(i) == row["variant"])
+    params["seed"] = row["seed"]
+    return params
+
+
+def _what_is_scored(experiment) -> str:
+    s = experiment.cfg.score
+    mode = f"linear probe of {s.probe_blocks} block(s)/stage(s)" if s.mode == "linear_probe" else "fine-tune"
+    return f"{s.dataset}, {mode}"
+
+
+def comparison_lines(rows: list[dict], experiment) -> list[str]:
+    """What a sweep prints at its end, in plain text: each configuration's downstream top-1, the mean
+    over its seeds with the 95 % interval, beside its pre-training's final train top-1 and that
+    task's chance; then each configuration minus the baseline, paired by seed, with its interval
+    and, in words, whether the difference is significant at 95 % (or why there is no verdict)."""
+    keys = config_keys(experiment)
+    done = [r for r in rows if r["status"] == "done" and isinstance(r.get("top1"), (int, float))]
+    if not done:
+        return ["no trial finished: nothing to compare"]
+    groups = sorted(group_rows(done, keys), key=lambda g: -g["top1_mean"])
+    chance: dict[str, float] = {}
+    for r in done:  # pre-training's chance, 100/L, per configuration
+        try:
+            chance.setdefault(_config_label(r, keys), 100.0 / experiment.config_for(trial_params(r, experiment)).data.L)
+        except (ConfigError, KeyError, ValueError, TypeError, StopIteration):
+            pass
+    counts = {g["top1_est"].n for g in groups}
+    over = (f"{min(counts)} seed{'s' if min(counts) > 1 else ''}" if len(counts) == 1 else "the seeds each finished (n)")
+    lines = [f"downstream top-1 (%) on {_what_is_scored(experiment)}: mean [{INTERVAL}] over {over}"
+             + (" (one seed gives no interval)" if max(counts) < 2 else "")]
+    width = max(len(_config_label(g, keys)) for g in groups)
+    for g in groups:
+        label = _config_label(g, keys)
+        text = f"  {label:<{width}}  {fmt_estimate(g['top1_est'])}" + (f" (n = {g['top1_est'].n})" if len(counts) > 1 else "")
+        pre = g["pretrain_top1_est"]
+        if pre.mean is not None:
+            text += f"   pre-training train top-1 {pre.mean:.1f}" + (f" (chance {chance[label]:.1f})" if label in chance else "")
+        marks = (PRETRAIN_MARK if g["chance_pretrain"] else "") + (DOWNSTREAM_MARK if g["chance_downstream"] else "")
+        lines.append(text + (f" {marks}" if marks else ""))
+    lines += [f"  {n}" for n in chance_notes(groups, keys, experiment.cfg.score.mode)]
+    if len(groups) < 2:
+        return lines
+    baseline = baseline_of(experiment)
+    if baseline is None or baseline.key not in keys:
+        return lines + ["no baseline to compare with (name one: baseline.variant=... or baseline.<swept key>=...)"]
+    for d in sorted(paired_differences(done, keys, baseline, ["top1"]), key=lambda d: tuple(value_order(d.config[k]) for k in keys)):
+        est: Estimate = d.estimates["top1"]
+        if est.half is not None:
+            verdict = ("significant at 95 %" if est.significant
+                       else "NOT significant at 95 % (the interval includes 0: no difference shown at this budget)")
+        else:
+            verdict = ("one paired seed: no interval, so no verdict (repeat over seeds)" if est.n
+                       else "no seed finished in both: nothing to compare")
+        lines.append(f"{_config_label(d.config, keys)} minus {baseline.label}, paired by seed "
+                     f"({', '.join(map(str, d.seeds)) or 'none'}): {fmt_estimate(est, signed=True)} points of top-1: {verdict}")
+    return lines
+
+
+def write_outputs(run_dir: str, rows: list[dict], experiment, title: str | None = None) -> list[str]:
+    """Write results.csv, results.md, best.yaml and the plots into ``run_dir``; return their URIs."""
     import yaml
 
-    keys = [k for k in experiment.swept_keys() if k != "seed"]
+    title = title or results_title(experiment)
+    keys = config_keys(experiment)
+    written = [join(run_dir, name) for name in ("results.csv", "results.md")]
     atomic_write(join(run_dir, "results.csv"), csv_text(rows).encode())
     atomic_write(join(run_dir, "results.md"), markdown(rows, keys, title, experiment).encode())
     done = [r for r in rows if r["status"] == "done" and r["top1"] is not None]
@@ -333,18 +410,18 @@ def write_outputs(run_dir: str, rows: list[dict], experiment, title: str) -> Non
         best_group = max(group_rows(done, keys), key=lambda g: g["top1_mean"])
         # its best seed: the trial whose pre-trained model best.yaml names (python -m raysweep.export takes it)
         best_row = max((r for r in done if all(str(r.get(k)) == str(best_group[k]) for k in keys)), key=lambda r: r["top1"])
-        params = {k: best_row[k] for k in experiment.space}
-        if experiment.variants:
-            params["variant"] = next(i for i in range(len(experiment.variants)) if experiment.variant_name(i) == best_row["variant"])
-        params["seed"] = best_row["seed"]
         from raysweep.config import to_dict
 
-        resolved = to_dict(experiment.config_for(params))
+        resolved = to_dict(experiment.config_for(trial_params(best_row, experiment)))
         est = best_group["top1_est"]
         doc = {"top1_mean": best_group["top1_mean"], "top1_std": best_group["top1_std"],
                "top1_ci95": None if est.half is None else [est.low, est.high], "seeds": best_group["seeds"],
                "swept": {k: best_group[k] for k in keys}, "checkpoint": best_row.get("model_uri"),
                "best_trial": {"trial": best_row["trial"], "seed": best_row["seed"], "top1": best_row["top1"]}, "config": resolved}
         atomic_write(join(run_dir, "best.yaml"), yaml.safe_dump(doc, sort_keys=False).encode())
+        written.append(join(run_dir, "best.yaml"))
     for key in keys:
-        atomic_write(join(run_dir, "plots", f"top1_vs_{key.replace('.', '_')}.png"), plot(rows, key, keys))
+        uri = join(run_dir, "plots", f"top1_vs_{key.replace('.', '_')}.png")
+        atomic_write(uri, plot(rows, key, keys))
+        written.append(uri)
+    return written
