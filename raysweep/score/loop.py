@@ -23,7 +23,7 @@ from raysweep.core.context import LocalContext
 from raysweep.core.inputs import model_input
 from raysweep.core.schedule import cosine_lr, scaled, step_generator
 from raysweep.score.backbone import build_model, check_probe_blocks, probe_features
-from raysweep.score.datasets import Downstream
+from raysweep.score.datasets import Downstream, few_shot
 
 EVAL_BATCH = 256
 Report = Callable[[dict, "dict | None"], None]
@@ -57,10 +57,12 @@ def evaluate(forward, images: np.ndarray, labels: np.ndarray, size: int, num_cla
 
 
 def score(cfg: Config, data: Downstream, ctx=None, *, report: Report | None = None, resume: str | None = None) -> dict:
-    """Fine-tune or probe ``cfg.model`` (from ``cfg.score.checkpoint`` or scratch) on ``data``."""
+    """Fine-tune or probe ``cfg.model`` (from ``cfg.score.checkpoint`` or scratch) on ``data`` (its training
+    split cut to ``score.shots`` images per class when set)."""
     ctx = ctx or LocalContext()
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.num_classes, cfg.score.checkpoint)
+    data = few_shot(data, cfg.score.shots, cfg.seed)
     run = linear_probe if cfg.score.mode == "linear_probe" else finetune
     return run(cfg, model, data, ctx, report=report, resume=resume)
 
