@@ -344,8 +344,8 @@ def trial_params(row: dict, experiment) -> dict[str, Any]:
 
 def _what_is_scored(experiment) -> str:
     s = experiment.cfg.score
-    mode = f"linear probe of {s.probe_blocks} block(s)/stage(s)" if s.mode == "linear_probe" else "fine-tune"
-    return f"{s.dataset}, {mode}"
+    mode = f"linear probe at score.probe_blocks={s.probe_blocks}" if s.mode == "linear_probe" else "fine-tune"
+    return f"{s.dataset}" + (f" ({s.shots} training images per class)" if s.shots else "") + f", {mode}"
 
 
 def comparison_lines(rows: list[dict], experiment) -> list[str]:
