@@ -14,18 +14,23 @@ Search-space syntax, for any schema key in the YAML::
       lr: {loguniform: [1.0e-4, 1.0e-2]}
 
 On the command line Hydra's sweep syntax does the same: ``data.delta=0.01,0.1`` (grid),
-``data.L=range(16,80,16)`` (grid), ``data.sigma=interval(1,5)`` (uniform). Four top-level entries
+``data.L=range(16,80,16)`` (grid), ``data.sigma=interval(1,5)`` (uniform). Five top-level entries
 belong to the experiment, not to a run's configuration:
 
 - ``variants:`` a list of override sets crossed with the grid (e.g. the baselines: scratch,
   FractalDB, OFDB, 1p-frac), each optionally with a ``label``;
 - ``budgets:`` named override sets, applied with ``budget=NAME`` (e.g. ``budget=paper``);
 - ``study:`` which of the paper's studies the sweep repeats (the report sets the published
-  reference beside our numbers).
+  reference beside our numbers);
+- ``baseline:`` the configuration the others are compared with, seed by seed, in ``results.md``
+  and the report: one swept setting, e.g. ``baseline: {variant: scratch}`` or
+  ``baseline: {data.delta: 0.1}`` (``baseline.data.delta=0.1`` on the command line). Without it the
+  report chooses (``raysweep.report.stats.baseline_of``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -38,7 +43,7 @@ from raysweep.config.loading import build_config, check_key, compose_yaml, flatt
 #: the paper's studies (the report page lays its table out like the paper's)
 STUDIES = ("baselines", "delta", "sigma", "L", "real_image", "linear_probe", "table8")
 #: top-level keys of an experiment that are not configuration keys
-EXPERIMENT_KEYS = ("budget", "budgets", "variants", "study")
+EXPERIMENT_KEYS = ("budget", "budgets", "variants", "study", "baseline")
 #: the file of a sweep's run directory that records its experiment
 EXPERIMENT_FILE = "experiment.json"
 #: keys holding local paths: relative ones are made absolute where the command runs
@@ -53,6 +58,7 @@ class Experiment:
     budget: str | None = None  # the budget applied
     budgets: dict[str, Any] = field(default_factory=dict)
     study: str | None = None
+    baseline: dict[str, Any] = field(default_factory=dict)  # {swept key or "variant": value}, at most one entry
     cfg: Config = None  # the base configuration, validated  # type: ignore[assignment]
 
     def with_seed(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,13 +107,21 @@ class Experiment:
         v = self.variants[index]
         return str(v.get("label") or ",".join(f"{k}={val}" for k, val in v.items()))
 
+    def with_baseline(self, key: str, value: Any) -> "Experiment":
+        """This experiment compared with another baseline (one value the sweep runs; a one-line
+        ConfigError otherwise): what ``python -m raysweep.report RUN_DIR baseline.KEY=VALUE`` reads."""
+        exp = dataclasses.replace(self, baseline={key: value})
+        _check_baseline(exp)
+        return exp
+
     def record(self) -> dict[str, Any]:
         """What a run directory's experiment.json keeps (and :meth:`from_record` reads back)."""
         return {"fingerprint": self.fingerprint, "base": self._record_base(), "space": self.space, "variants": self.variants}
 
     def _record_base(self) -> dict[str, Any]:
         extra = {"budget": self.budget, **({"budgets": self.budgets} if self.budgets else {}),
-                 **({"variants": self.variants} if self.variants else {}), **({"study": self.study} if self.study else {})}
+                 **({"variants": self.variants} if self.variants else {}), **({"study": self.study} if self.study else {}),
+                 **({"baseline": self.baseline} if self.baseline else {})}
         return {**self.base, **extra}
 
     @classmethod
@@ -116,7 +130,8 @@ class Experiment:
         base = dict(record["base"])
         meta = {k: base.pop(k, None) for k in EXPERIMENT_KEYS}
         return _checked(cls(base=base, space=dict(record["space"]), variants=list(record.get("variants") or []),
-                            budget=meta["budget"], budgets=dict(meta["budgets"] or {}), study=meta["study"]))
+                            budget=meta["budget"], budgets=dict(meta["budgets"] or {}), study=meta["study"],
+                            baseline=dict(meta["baseline"] or {})))
 
     @property
     def fingerprint(self) -> str:
@@ -145,6 +160,11 @@ def load_experiment(yaml_path: str | None, overrides: Sequence[str]) -> Experime
     if study is not None and study not in STUDIES:
         raise ConfigError(f"study={study!r} is not allowed; choose one of: {', '.join(STUDIES)}")
     variants = [flatten(v) if isinstance(v, Mapping) else v for v in (values.pop("variants", None) or [])]
+    # baseline: {variant: scratch} is flattened like any map: baseline.variant
+    baseline = {k.split(".", 1)[1]: values.pop(k) for k in [k for k in values if k.startswith("baseline.")]}
+    if "baseline" in values:
+        raise ConfigError(f"baseline={values['baseline']!r} must name one swept setting, e.g. baseline.variant=scratch "
+                          "or baseline.data.delta=0.1")
     _absolute_paths(values)
     space = {k: v for k, v in values.items() if is_space(v)}
     base = {k: v for k, v in values.items() if not is_space(v)}
@@ -159,7 +179,43 @@ def load_experiment(yaml_path: str | None, overrides: Sequence[str]) -> Experime
             if key != "label":
                 check_key(key)
                 _check_per_sweep(key, f"variants[{i}] sets {key}")
-    return _checked(Experiment(base=base, space=space, variants=variants, budget=budget, budgets=dict(budgets), study=study))
+    exp = _checked(Experiment(base=base, space=space, variants=variants, budget=budget, budgets=dict(budgets), study=study,
+                              baseline=baseline))
+    _check_baseline(exp)
+    return exp
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two swept values are the same setting (numbers compared as numbers: '0.10' is 0.1)."""
+    try:
+        return abs(float(a) - float(b)) < 1e-9
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def swept_values(exp: Experiment, key: str) -> list | None:
+    """The values a swept key takes (a variant: its labels); None for a sampled range."""
+    if key == "variant":
+        return [exp.variant_name(i) for i in range(len(exp.variants))] if exp.variants else None
+    (kind, args), = exp.space.get(key, {"": None}).items()
+    return list(args) if kind in ("grid", "choice") else None
+
+
+def _check_baseline(exp: Experiment) -> None:
+    """A named baseline is one value the sweep runs: a variant's label or one value of a grid."""
+    if not exp.baseline:
+        return
+    if len(exp.baseline) > 1:
+        raise ConfigError(f"baseline names {len(exp.baseline)} settings ({', '.join(exp.baseline)}); name one, "
+                          "e.g. baseline.variant=scratch")
+    (key, value), = exp.baseline.items()
+    values = swept_values(exp, key)
+    if values is None:
+        swept = [k for k in [*exp.space, "variant"] if swept_values(exp, k)]
+        raise ConfigError(f"baseline.{key}={value!r}: {key} is not swept by a grid or variants; "
+                          f"choose one of: {', '.join(swept) or '(nothing is)'}")
+    if not any(same_value(value, v) for v in values):
+        raise ConfigError(f"baseline.{key}={value!r} is not a value the sweep runs; choose one of: {', '.join(map(str, values))}")
 
 
 def _checked(exp: Experiment) -> Experiment:

@@ -112,8 +112,11 @@ def worker_main(config: dict) -> None:
                     "finished": True}, None)
         return
 
-    # 3. transfer
+    # 3. transfer (scoring trains on score.shots images per class when set; the quick probe above had the whole set)
     from raysweep.models import create_model
+    from raysweep.score.datasets import few_shot
+
+    data = few_shot(data, cfg.score.shots, cfg.seed)
     from raysweep.score.backbone import build_model, transfer
 
     if weights is None and job.model_uri:

@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from raysweep.config import ConfigError, load_config
 from raysweep.score.backbone import build_model
-from raysweep.score.datasets import load_downstream
+from raysweep.score.datasets import few_shot, load_downstream
 from raysweep.score.loop import finetune, linear_probe, score
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-subset"
@@ -90,6 +91,36 @@ def test_probe_blocks_for_a_cnn_are_stages(digits):
     assert result["feature_dim"] == 128  # resnet18's stage 2 (layer2)
     with pytest.raises(ConfigError, match=r"score.probe_blocks=9 is out of range for resnet18; allowed: 1..5"):
         linear_probe(load_config([*cfg_overrides(cfg), "score.probe_blocks=9"]), build_model(cfg.model, 10, None), digits)
+
+
+def test_few_shot_cuts_the_training_split_per_class_by_seed(digits):
+    ten = few_shot(digits, 10, seed=0)
+    assert len(ten.train) == 100 and sorted(np.bincount(ten.train.labels).tolist()) == [10] * 10
+    assert ten.test is digits.test and few_shot(digits, 0, seed=0) is digits
+    rows = {tuple(img.ravel()) for img in digits.train.images}
+    assert all(tuple(img.ravel()) in rows for img in ten.train.images), "images of the training split, unchanged"
+    pairs = {(tuple(img.ravel()), int(y)) for img, y in zip(digits.train.images, digits.train.labels)}
+    assert all((tuple(img.ravel()), int(y)) in pairs for img, y in zip(ten.train.images, ten.train.labels)), "labels kept"
+    again, other = few_shot(digits, 10, seed=0), few_shot(digits, 10, seed=1)
+    assert np.array_equal(again.train.images, ten.train.images), "the same seed draws the same images"
+    assert not np.array_equal(other.train.images, ten.train.images), "another seed, another draw"
+    smallest = int(np.bincount(digits.train.labels).min())
+    assert len(few_shot(digits, 10_000, seed=0).train) == len(digits.train) and smallest < 10_000, "a class keeps what it has"
+    with pytest.raises(ConfigError, match=r"score.shots=-1 is out of range; allowed: >= 0"):
+        load_config(["score.shots=-1"])
+
+
+def test_scoring_trains_on_the_shots_alone(digits, monkeypatch):
+    import raysweep.score.loop as loop
+
+    seen = []
+    monkeypatch.setattr(loop, "linear_probe", lambda cfg, model, data, ctx, **kw: seen.append(data) or {"top1": 0.0})
+    cfg = load_config(["model.name=resnet18", "model.img_size=16", "score.mode=linear_probe", "score.dataset=digits",
+                       "score.shots=3", "seed=4"])
+    score(cfg, digits)
+    (data,) = seen
+    assert np.bincount(data.train.labels).tolist() == [3] * 10 and len(data.test) == len(digits.test)
+    assert np.array_equal(data.train.images, few_shot(digits, 3, seed=4).train.images), "the trial's seed draws them"
 
 
 def cfg_overrides(cfg):

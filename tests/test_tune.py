@@ -288,3 +288,33 @@ def test_variants_with_labels_and_a_failing_sweep_exits_non_zero(ray_cluster, tm
     assert proc.returncode == 1
     assert "error: 1 of 2 trials failed" in proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == str(run_dir)
+
+
+def test_the_quickstart_compares_1p_frac_with_scratch_offline_and_its_paper_budget_is_the_release():
+    """The README's main command: 1p-frac against scratch over >= 2 seeds, on digits (bundled: no
+    ../shared, no download), a CNN that learns the task on a CPU; budget=paper the release's recipe."""
+    from raysweep.config import load_config, to_dict
+    from raysweep.experiment import load_experiment
+    from raysweep.report.stats import baseline_of
+
+    path = str(Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml")
+    small = load_experiment(path, [])
+    assert len(small.cfg.sweep.seeds) >= 2 and small.swept_keys() == ["variant", "seed"]
+    baseline = baseline_of(small)
+    assert (baseline.key, baseline.value) == ("variant", "scratch")
+    scratch, onepfrac = (small.config_for({"variant": v, "seed": 0}) for v in (0, 1))
+    assert scratch.pretrain.steps == 0 and onepfrac.pretrain.steps > 0 and onepfrac.data.source == "1p-frac"
+    for cfg in (scratch, onepfrac):
+        assert (cfg.score.dataset, cfg.score.data_root, cfg.score.checkpoint) == ("digits", None, None)
+        assert cfg.model.name.startswith("resnet") and cfg.model.img_size == 32
+    paper = load_experiment(path, ["budget=paper"])
+    release, defaults = to_dict(paper.config_for({"variant": 1, "seed": 0})), to_dict(load_config([]))
+    assert release["model"] == defaults["model"] == {**release["model"], "name": "vit_tiny_patch16_224", "img_size": 224}
+    resources = ("use_gpu", "cpus_per_worker", "report_every", "checkpoint_every")
+    assert {k: v for k, v in release["pretrain"].items() if k not in resources} == \
+        {k: v for k, v in defaults["pretrain"].items() if k not in resources}, "the release's pre-training recipe"
+    assert {k: v for k, v in release["score"].items() if k not in ("eval_every", "probe_blocks")} == \
+        {**{k: v for k, v in defaults["score"].items() if k not in ("eval_every", "probe_blocks")}, "dataset": "cifar100"}
+    assert {k: release["data"][k] for k in ("L", "size", "iterations", "instances", "framing", "sigma_jitter")} == \
+        {"L": 1000, "size": 512, "iterations": 100_000, "instances": 1, "framing": "release", "sigma_jitter": 0.1}
+    assert paper.config_for({"variant": 0, "seed": 0}).pretrain.steps == 0, "still against scratch"

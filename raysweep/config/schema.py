@@ -282,6 +282,8 @@ class ScoreConfig:
     # (CNNs, in timm's feature_info order: for ResNets 1 = the stem, 2..5 = stages 1..4)
     extra_probes: List[int] = field(default_factory=list)  # also linear-probe these blocks/stages of the
     # pre-trained (or, for scratch, random-init) backbone before the main scoring: reported as probe{k}_top1
+    shots: int = 0  # train the scoring (and the extra probes) on this many images per class of the downstream
+    # training set, a draw fixed by the seed (few-shot); 0: all of it. The test split is always whole
     epochs: int = 1000
     checkpoint: Optional[str] = None  # a checkpoint URI, or none for training from scratch
     recipe: str = "release"  # fine-tuning recipe: release (SGD: score.lr, momentum, weight_decay, warmup_epochs)
@@ -315,6 +317,7 @@ class ScoreConfig:
         _at_least("score.probe_blocks", self.probe_blocks, 1)
         for k in self.extra_probes:
             _at_least("score.extra_probes[]", k, 1)
+        _at_least("score.shots", self.shots, 0)
         _at_least("score.epochs", self.epochs, 0)
         _at_least("score.batch_size", self.batch_size, 1)
         _at_least("score.workers", self.workers, 1)

@@ -1,7 +1,9 @@
 """``report.html``: one self-contained page (images embedded as data URIs, no external resource)
 that shows a sweep, finished or in progress: its resolved configuration, the trials (a sortable
-table), top-1 against each swept key, pre-training curves, contact sheets of the datasets it
-pre-trained on, and, for the paper's studies, our numbers beside the published reference."""
+table, trials at chance flagged), means over seeds with their 95 % intervals, each configuration's
+difference to the baseline paired by seed, top-1 against each swept key, pre-training curves,
+contact sheets of the datasets it pre-trained on, and, for the paper's studies, our numbers beside
+the published reference."""
 
 from __future__ import annotations
 
@@ -15,16 +17,19 @@ import numpy as np
 
 from raysweep.report.paper import Reference, published_value, reference_for
 from raysweep.report.records import RunRecord, TrialRecord, load_run
-from raysweep.report.results import COLUMNS, EXTRA_PROBE, fmt_mean_std, group_rows, plot, summary_table, trial_rows
+from raysweep.report.results import (COLUMNS, DOWNSTREAM_MARK, EXTRA_PROBE, INTERVAL, PRETRAIN_MARK, chance_notes,
+                                     difference_table, group_rows, plot, summary_table, trial_rows, value_order)
+from raysweep.report.stats import baseline_of, fmt_estimate
 from raysweep.storage import atomic_write, exists, join
 
 REPORT_FILE = "report.html"
 SHEET_CLASSES, SHEET_INSTANCES = 8, 2  # contact sheets: the first classes of each dataset, a few instances each
 
 
-def write_report(run_dir: str) -> str:
-    """Build ``RUN_DIR/report.html`` from what the run directory holds now; return its URI."""
-    run = load_run(run_dir)
+def write_report(run_dir: str | RunRecord) -> str:
+    """Build ``RUN_DIR/report.html`` from what the run directory holds now (or from ``run``, the
+    run directory as read already); return its URI."""
+    run = load_run(run_dir) if isinstance(run_dir, str) else run_dir
     uri = join(run.run_dir, REPORT_FILE)
     atomic_write(uri, render_page(run).encode())
     return uri
@@ -46,8 +51,9 @@ def render_page(run: RunRecord) -> str:
         f"<p class='meta'>{_e(run.run_dir)} · {len(rows)} trials: {_e(summary)} · "
         f"downstream {_e(cfg.score.dataset)} ({_e(cfg.score.mode)}) · generated {_e(_now())}</p>",
         _paper_section(reference_for(exp.study), rows, keys, cfg),
-        _summary_section(rows, keys),
-        _trials_section(rows),
+        _summary_section(rows, keys, cfg.score.mode),
+        _differences_section(rows, keys, exp),
+        _trials_section(rows, keys),
         _plots_section(rows, keys),
         _curves_section(run.trials, rows),
         _datasets_section(run),
@@ -78,15 +84,15 @@ def _paper_section(ref: Reference | None, rows: list[dict], keys: list[str], cfg
     done = [r for r in rows if r["status"] == "done"]
     column_key = ref.key if ref.key in keys else (keys[0] if keys else None)
     head: list[str] = [""]
-    cells_ours, cells_top5, cells_paper = [], [], []
+    cells_ours, cells_top5, cells_paper, notes = [], [], [], []
     if column_key:
-        groups = group_rows(done, [column_key])
-        groups.sort(key=lambda g: (0, float(g[column_key]), "") if isinstance(g[column_key], (int, float)) else (1, 0.0, str(g[column_key])))
+        groups = sorted(group_rows(done, [column_key]), key=lambda g: value_order(g[column_key]))
         head = [column_key] + [str(g[column_key]) for g in groups]
-        cells_ours = [fmt_mean_std(g["top1_mean"], g["top1_std"]) for g in groups]
-        cells_top5 = [fmt_mean_std(g["top5_mean"], g["top5_std"]) for g in groups]
+        cells_ours = [_marked(fmt_estimate(g["top1_est"]), g) for g in groups]
+        cells_top5 = [fmt_estimate(g["top5_est"]) for g in groups]
         cells_paper = [_published(published_value(ref, g[column_key])) for g in groups]
-    ours = f"ours: {cfg.model.name}, {cfg.score.dataset} ({cfg.score.mode}), top-1 (%), mean ± std over seeds"
+        notes = chance_notes(groups, [column_key], cfg.score.mode)
+    ours = f"ours: {cfg.model.name}, {cfg.score.dataset} ({cfg.score.mode}), top-1 (%), mean [{INTERVAL}] over seeds"
     top5_row = ("<tr class='top5'><th>ours: top-5 (%)</th>" + "".join(f"<td>{_e(c)}</td>" for c in cells_top5) + "</tr>"
                 if any(c != "—" for c in cells_top5) else "")
     table = (
@@ -96,7 +102,7 @@ def _paper_section(ref: Reference | None, rows: list[dict], keys: list[str], cfg
         + "".join(f"<td>{_e(c)}</td>" for c in cells_paper) + "</tr></tbody></table>"
     )
     note = f"<p class='note'>{_e(ref.note)}</p>" if ref.note else ""
-    return (f"<section id='paper'><h2>The paper's {_e(ref.table)}, beside ours</h2>{table}"
+    return (f"<section id='paper'><h2>The paper's {_e(ref.table)}, beside ours</h2>{table}{_notes(notes)}"
             f"<p class='published'><b>Published reference</b> ({_e(ref.table)}): {_e(ref.finding)}</p>{note}"
             "<p class='note'>The published numbers come from the paper's setting, not this budget: compare directions, "
             "not values, unless the run used <code>budget=paper</code>.</p></section>")
@@ -107,18 +113,47 @@ def _published(value) -> str:
     return value if isinstance(value, str) else _num(value)
 
 
-def _summary_section(rows: list[dict], keys: list[str]) -> str:
+def _marked(text: str, g: dict) -> str:
+    """A cell with the marks of its configuration's trials at chance."""
+    marks = (PRETRAIN_MARK if g["chance_pretrain"] else "") + (DOWNSTREAM_MARK if g["chance_downstream"] else "")
+    return f"{text} {marks}" if marks else text
+
+
+def _notes(notes: list[str]) -> str:
+    return "".join(f"<p class='note'>{_e(n)}</p>" for n in notes)
+
+
+def _table(head: list[str], body: list[list[str]], attrs: str = "class='sortable'") -> str:
+    return (f"<table {attrs}><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"
+            + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>" for cells in body) + "</tbody></table>")
+
+
+def _summary_section(rows: list[dict], keys: list[str], score_mode: str) -> str:
     done = [r for r in rows if r["status"] == "done"]
     if not done:
         return "<section id='summary'><h2>Summary</h2><p>No trial has finished yet.</p></section>"
-    head, body = summary_table(done, keys)
-    return ("<section id='summary'><h2>Summary (finished trials, mean ± std over seeds)</h2>"
-            "<table class='sortable'><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"
-            + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>" for cells in body)
-            + "</tbody></table></section>")
+    head, body, notes = summary_table(done, keys, score_mode)
+    return (f"<section id='summary'><h2>Summary (finished trials: mean and {INTERVAL} over seeds)</h2>"
+            f"{_table(head, body)}{_notes(notes)}</section>")
 
 
-def _trials_section(rows: list[dict]) -> str:
+def _differences_section(rows: list[dict], keys: list[str], exp) -> str:
+    """Each configuration's difference to the baseline, paired by seed (or why there is none)."""
+    done = [r for r in rows if r["status"] == "done"]
+    if len(group_rows(done, keys)) < 2:
+        return ""
+    baseline = baseline_of(exp)
+    if baseline is None or baseline.key not in keys:
+        return ("<section id='differences'><h2>Differences</h2><p class='note'>No baseline to compare with: the experiment "
+                "has no scratch variant (pretrain.steps: 0), no study with a reference setting, and names none "
+                "(e.g. <code>baseline.variant=scratch</code> or <code>baseline.data.delta=0.1</code>).</p></section>")
+    head, body, notes = difference_table(done, keys, baseline)
+    table = _table(head, body, "class='sortable' id='differences-table'")
+    return (f"<section id='differences'><h2>Difference to {_e(baseline.label)} (paired by seed)</h2>"
+            f"{table}{_notes(notes)}</section>")
+
+
+def _trials_section(rows: list[dict], keys: list[str]) -> str:
     if not rows:
         return "<section id='trials'><h2>Trials</h2><p>No trial has started yet.</p></section>"
     columns = [k for k in rows[0] if k != "trial"]
@@ -127,21 +162,34 @@ def _trials_section(rows: list[dict]) -> str:
         cells = [f"<td title='{_e(row['trial'])}'>{_e(row['trial'].split('_')[3] if row['trial'].count('_') >= 3 else row['trial'])}</td>"]
         for c in columns:
             v = row.get(c)
-            text = _num(v, 3 if c == "pretrain_loss" else 1) if isinstance(v, float) else ("—" if v is None else str(v))
+            if v is None:
+                text = "—"
+            elif isinstance(v, float) and _is_metric(c):
+                text = _num(v, 3 if c == "pretrain_loss" else 1)
+            else:  # a swept value as it was given (Δ = 0.01 is not 0.0), a seed, a status, a URI
+                text = str(v)
             sort = f" data-sort='{v}'" if isinstance(v, (int, float)) else ""
-            cells.append(f"<td class='{_e('status-' + str(v)) if c == 'status' else ''}'{sort}>{_e(text)}</td>")
+            css = f"status-{v}" if c == "status" else ("flag" if c == "at_chance" and v else "")
+            cells.append(f"<td class='{_e(css)}'{sort}>{_e(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
+    flagged = sum(bool(r.get("at_chance")) for r in rows)
+    note = (f"<p class='note'>at_chance: {flagged} trial{'s' if flagged != 1 else ''} whose pre-training stayed at chance "
+            "(pretrain) or whose downstream score ended at chance (downstream); the rules are under the summary.</p>"
+            if flagged else "")
     return ("<section id='trials'><h2>Trials <span class='hint'>(click a column to sort)</span></h2>"
             "<table class='sortable' id='trials-table'><thead><tr><th>trial</th>"
-            + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr></thead><tbody>" + "".join(body) + "</tbody></table></section>")
+            + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>"
+            + note + "</section>")
 
 
 def _plots_section(rows: list[dict], keys: list[str]) -> str:
     done = [r for r in rows if r["status"] == "done" and r["top1"] is not None]
     if not done or not keys:
         return ""
-    figures = [f"<figure>{_img(plot(done, key, keys), f'top-1 vs {key}')}<figcaption>downstream top-1 against {_e(key)} "
-               f"(mean ± std over seeds and the other swept keys)</figcaption></figure>" for key in keys]
+    figures = [f"<figure>{_img(plot(done, key, keys), f'top-1 vs {key}')}<figcaption>downstream top-1 against {_e(key)}, "
+               "one line per setting of the other swept keys: the mean over seeds and, as error bars, its 95 % confidence "
+               "interval (Student's t, n − 1 degrees of freedom; none where a point has one seed)</figcaption></figure>"
+               for key in keys]
     return "<section id='plots'><h2>Downstream top-1 against each swept key</h2>" + "".join(figures) + "</section>"
 
 
@@ -293,6 +341,7 @@ table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th.asc::after { content: " \\25B2"; } table.sortable th.desc::after { content: " \\25BC"; }
 tr.published, p.published { background: #fff8e1; }
 tr.published th { font-weight: normal; font-style: italic; }
+td.flag { background: #fdecea; color: #b3261e; }
 .status-done { color: #137333; } .status-error { color: #b3261e; font-weight: bold; } .status-running { color: #8a6d00; }
 figure { display: inline-block; margin: 8px 12px 8px 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #eee; image-rendering: pixelated; }

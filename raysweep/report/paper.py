@@ -1,10 +1,15 @@
 """The paper's published references (method page §8), by study: what the report page sets beside
 our numbers, marked as the published reference. Only numbers the method page gives are numbers
-here; where the paper's finding is stated in words, the words are the reference."""
+here; where the paper's finding is stated in words, the words are the reference. ``baseline`` is the
+study's reference setting (the release's value of the swept key): what the other settings are
+compared with, seed by seed, when the experiment has no scratch variant and names no baseline
+(``raysweep.report.stats.baseline_of``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from raysweep.experiment import same_value
 
 
 @dataclass(frozen=True)
@@ -16,6 +21,7 @@ class Reference:
     published: dict = field(default_factory=dict)  # column value -> published top-1 (%), or the published finding
     # for that column in words where the method page gives no number
     note: str = ""  # what the reader should know about the reference (e.g. where a number is missing)
+    baseline: float | None = None  # the reference setting of ``key`` (the release's value)
 
 
 RELEASE = "ViT-Tiny, L = 1,000, 512 px fractals, fine-tuned on CIFAR-100 (the authors' release)"
@@ -23,11 +29,12 @@ RELEASE = "ViT-Tiny, L = 1,000, 512 px fractals, fine-tuned on CIFAR-100 (the au
 REFERENCES: dict[str, Reference] = {
     "delta": Reference("Table 5", "data.delta", RELEASE + ", σ = 3.5",
                        "Δ = 0.1 is best; the jump from Δ = 0.01 to 0.05 is large (the perturbations need some support).",
-                       {0.01: 19.9, 0.05: 83.0, 0.1: 84.2, 0.2: 83.4}),
+                       {0.01: 19.9, 0.05: 83.0, 0.1: 84.2, 0.2: 83.4}, baseline=0.1),
     "sigma": Reference("Table 6", "data.sigma", RELEASE,
-                       "The most complex shape (largest σ short of noise) is best; even σ = 6.0 (noise-like) beats scratch."),
+                       "The most complex shape (largest σ short of noise) is best; even σ = 6.0 (noise-like) beats scratch.",
+                       baseline=3.5),
     "L": Reference("Table 7", "data.L", RELEASE.replace("L = 1,000", "L varied"),
-                   "Larger L is better; L = 16 already beats scratch."),
+                   "Larger L is better; L = 16 already beats scratch.", baseline=1000),
     "baselines": Reference("Table 2", "variant", RELEASE.replace("L = 1,000", "1,000 classes"),
                            "1p-frac ≈ FractalDB-1k (1M images) ≈ OFDB-1k, all far above scratch."),
     "real_image": Reference("Tables 11/12", "data.representation",
@@ -56,11 +63,4 @@ def reference_for(study: str | None) -> Reference | None:
 def published_value(ref: Reference, value) -> float | str | None:
     """The published top-1 for one column value (numbers compared as numbers: '0.10' is 0.1), or
     the published finding for it in words."""
-    for key, top1 in ref.published.items():
-        try:
-            if abs(float(key) - float(value)) < 1e-9:
-                return top1
-        except (TypeError, ValueError):
-            if str(key) == str(value):
-                return top1
-    return None
+    return next((top1 for key, top1 in ref.published.items() if same_value(key, value)), None)

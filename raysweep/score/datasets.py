@@ -11,12 +11,15 @@
   classes sorted by name; every image is decoded to RGB and resized to one common size.
 - ``digits``: scikit-learn's bundled 8x8 digits (offline), a fixed stratified 75/25 split.
 
+:func:`few_shot` cuts a training split to k images per class (``score.shots``).
+
 Every bad input is a one-line :class:`~raysweep.config.ConfigError` naming the path or value and
 what was expected.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -95,6 +98,23 @@ class Downstream:
     @property
     def streamed(self) -> bool:
         return isinstance(self.train, FileSplit)
+
+
+
+def few_shot(data: Downstream, shots: int, seed: int) -> Downstream:
+    """``data`` with its training split cut to ``shots`` images per class, drawn at random by
+    ``seed`` (the same draw on every worker and for every trial of that seed; a class with fewer
+    keeps all of its images), in their original order; the test split whole. ``shots`` 0: ``data``."""
+    if shots <= 0:
+        return data
+    rng = np.random.default_rng([seed, 0x5407])  # a stream of its own: other draws of the seed are not shifted
+    labels = data.train.labels
+    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:shots] for c in range(data.num_classes)]))
+    if isinstance(data.train, FileSplit):
+        train = FileSplit([data.train.uris[i] for i in keep], labels[keep], data.train.hw, data.train.root)
+    else:
+        train = Split(data.train.images[keep], labels[keep])
+    return dataclasses.replace(data, train=train)
 
 
 def load_downstream(name: str, data_root: str | None = None, *, size: int | tuple[int, int] | None = None,

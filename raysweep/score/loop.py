@@ -22,7 +22,7 @@ from raysweep.core.context import LocalContext
 from raysweep.core.inputs import model_input
 from raysweep.core.schedule import cosine_lr, scaled, step_generator
 from raysweep.score.backbone import build_model, check_probe_blocks, probe_features
-from raysweep.score.datasets import Downstream, FileSplit
+from raysweep.score.datasets import Downstream, FileSplit, few_shot
 from raysweep.score.recipes import autocast_for, create_recipe
 
 EVAL_BATCH = 256
@@ -81,10 +81,12 @@ def evaluate(forward, split, size: int, num_classes: int, ctx) -> tuple[float, f
 
 
 def score(cfg: Config, data: Downstream, ctx=None, *, report: Report | None = None, resume: str | None = None) -> dict:
-    """Fine-tune or probe ``cfg.model`` (from ``cfg.score.checkpoint`` or scratch) on ``data``."""
+    """Fine-tune or probe ``cfg.model`` (from ``cfg.score.checkpoint`` or scratch) on ``data`` (its training
+    split cut to ``score.shots`` images per class when set)."""
     ctx = ctx or LocalContext()
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.num_classes, cfg.score.checkpoint)
+    data = few_shot(data, cfg.score.shots, cfg.seed)
     run = linear_probe if cfg.score.mode == "linear_probe" else finetune
     return run(cfg, model, data, ctx, report=report, resume=resume)
 

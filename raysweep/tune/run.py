@@ -133,10 +133,13 @@ def run_sweep(exp: Experiment, log=print) -> str:
         )
     results = tuner.fit()
     rows = trial_rows(results, exp)
-    write_outputs(path, rows, exp, title=f"{exp.cfg.name}: downstream {exp.cfg.score.dataset} ({exp.cfg.score.mode})")
+    write_outputs(path, rows, exp)
     from raysweep.report.page import write_report
+    from raysweep.report.results import comparison_lines
 
     log(f"report: {write_report(path)}")
+    for line in comparison_lines(rows, exp):  # the sweep's answer, with its 95 % intervals, last
+        log(line)
     failed = [r for r in results if r.error]
     if failed:
         first = " ".join(str(failed[0].error).split())[:300]
