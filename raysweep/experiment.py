@@ -59,6 +59,7 @@ class Experiment:
     budgets: dict[str, Any] = field(default_factory=dict)
     study: str | None = None
     baseline: dict[str, Any] = field(default_factory=dict)  # {swept key or "variant": value}, at most one entry
+    baseline_from: str = "the experiment"  # who named the baseline (not recorded: the report's command line may)
     cfg: Config = None  # the base configuration, validated  # type: ignore[assignment]
 
     def with_seed(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,7 +111,7 @@ class Experiment:
     def with_baseline(self, key: str, value: Any) -> "Experiment":
         """This experiment compared with another baseline (one value the sweep runs; a one-line
         ConfigError otherwise): what ``python -m raysweep.report RUN_DIR baseline.KEY=VALUE`` reads."""
-        exp = dataclasses.replace(self, baseline={key: value})
+        exp = dataclasses.replace(self, baseline={key: value}, baseline_from="the command line of python -m raysweep.report")
         _check_baseline(exp)
         return exp
 

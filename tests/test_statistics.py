@@ -342,7 +342,9 @@ def test_the_report_command_compares_with_another_baseline_on_request(tmp_path, 
     assert report_main([str(run_dir), "baseline.variant=delta=0.1 L=32"]) == 0
     err = capsys.readouterr().err
     assert "scratch minus delta=0.1 L=32, paired by seed (0, 1, 2): -6.0 [" in err
-    assert "## Difference to delta=0.1 L=32 (paired by seed)" in (run_dir / "results.md").read_text()
+    md = (run_dir / "results.md").read_text()
+    assert "## Difference to delta=0.1 L=32 (paired by seed)" in md
+    assert "Baseline: delta=0.1 L=32, named by the command line of python -m raysweep.report (baseline.variant)." in md
     assert (run_dir / "experiment.json").read_text() == recorded, "the sweep's own record is left alone"
     assert report_main([str(run_dir), "baseline.variant=nothing"]) == 2
     assert capsys.readouterr().err.strip() == ("error: baseline.variant='nothing' is not a value the sweep runs; "

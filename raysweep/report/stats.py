@@ -96,7 +96,7 @@ def baseline_of(exp: Experiment) -> Baseline | None:
     """The configuration the others are compared with (see the module's docstring)."""
     if exp.baseline:
         (key, value), = exp.baseline.items()
-        return Baseline(key, value, f"named by the experiment (baseline.{key})")
+        return Baseline(key, value, f"named by {exp.baseline_from} (baseline.{key})")
     for i in range(len(exp.variants)):
         if exp.variant(i).get("pretrain.steps") == 0:
             return Baseline("variant", exp.variant_name(i), "the scratch variant (pretrain.steps: 0)")
