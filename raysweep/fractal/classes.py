@@ -122,13 +122,21 @@ class FractalClasses(ABC):
             f"data.size={c.size}, data.iterations={c.iterations}; lower data.fill_threshold or change sigma/delta"
         )
 
-    @abstractmethod
     def render_instance(self, label: int, instance: int) -> ClassImage:
-        """Image ``instance`` of class ``label``."""
+        """Image ``instance`` of class ``label`` (in any order: the class system is kept)."""
+        if instance == 0:
+            return self._first(label)
+        self._check_label(label)
+        return self._other(self._systems.get(label) or self._first(label), instance)
 
-    @abstractmethod
     def render_class(self, label: int) -> list[ClassImage]:
         """All ``instances`` images of class ``label`` (the class system is drawn once)."""
+        first = self._first(label)
+        return [first, *(self._other(first, k) for k in range(1, self.cfg.instances))]
+
+    @abstractmethod
+    def _other(self, first: ClassImage, instance: int) -> ClassImage:
+        """Image ``instance`` > 0 of the class whose instance 0 is ``first``."""
 
     def anchors(self) -> list[tuple[str, np.ndarray]]:
         """Images a preview shows before the classes (none here)."""
@@ -156,11 +164,6 @@ class OnePFracClasses(FractalClasses):
         """The base system every class perturbs."""
         return [("base", self.base.image.copy())]
 
-    def render_class(self, label: int) -> list[ClassImage]:
-        first = self.render_instance(label, 0)
-        rest = [self._again(first, k) for k in range(1, self.cfg.instances)]
-        return [first, *rest]
-
     def _draw_first(self, label: int) -> ClassImage:
         base = self.base.ifs
         return self._first_valid(
@@ -168,14 +171,7 @@ class OnePFracClasses(FractalClasses):
             label, 0, what=f"class {label}",
         )
 
-    def render_instance(self, label: int, instance: int) -> ClassImage:
-        if instance == 0:
-            return self._first(label)
-        self._check_label(label)
-        first = self._systems.get(label) or self._first(label)
-        return self._again(first, instance)
-
-    def _again(self, first: ClassImage, instance: int) -> ClassImage:
+    def _other(self, first: ClassImage, instance: int) -> ClassImage:
         """Another image of the same class: new patch masks (and map choices), same system."""
         img, fill = self._render(first.ifs, first.label, instance)
         return ClassImage(first.label, instance, img, first.ifs, fill, 0)
@@ -192,21 +188,10 @@ class FractalDBClasses(FractalClasses):
         sigma = rng.uniform((5 + n) / 2, (6 + n) / 2)
         return sample_ifs(n, sigma, rng)
 
-    def render_class(self, label: int) -> list[ClassImage]:
-        first = self.render_instance(label, 0)
-        return [first, *(self._instance_of(first, k) for k in range(1, self.cfg.instances))]
-
     def _draw_first(self, label: int) -> ClassImage:
         return self._first_valid(lambda attempt: self._category(label, attempt), label, 0, what=f"category {label}")
 
-    def render_instance(self, label: int, instance: int) -> ClassImage:
-        if instance == 0:
-            return self._first(label)
-        self._check_label(label)
-        first = self._systems.get(label) or self._first(label)
-        return self._instance_of(first, instance)
-
-    def _instance_of(self, first: ClassImage, instance: int) -> ClassImage:
+    def _other(self, first: ClassImage, instance: int) -> ClassImage:
         return self._first_valid(
             lambda attempt: reweight(first.ifs, stream(self.cfg.seed, INSTANCE, first.label, instance, attempt)),
             first.label, instance, what=f"category {first.label} instance {instance}",
